@@ -1,0 +1,38 @@
+# Every command a developer needs is one word: `make help` lists them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test unit lint typecheck bench clean
+
+help:  ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## Generate a day of sample traffic and rate it against the sample plan
+	$(BIN)/python -m engine.demo
+
+test: lint typecheck unit  ## Lint, type-check and run every test (benchmarks run once, unmeasured)
+
+unit: $(STAMP)  ## Run the test suite only
+	$(BIN)/pytest -q
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)  ## mypy (strict) over the packages
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## Measure the benchmarks (medians; see README "Performance")
+	$(BIN)/pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-columns=median,ops,rounds -q
+
+clean:  ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks

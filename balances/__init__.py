@@ -1,0 +1,1 @@
+"""Balances: multi-unit accounts, reservations and their stores (see issue 3)."""

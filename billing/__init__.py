@@ -1,0 +1,1 @@
+"""Billing: cycles, invoices, payments and dunning (see issue 7)."""

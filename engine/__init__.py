@@ -1,0 +1,1 @@
+"""Streams, topics, wiring and the command line."""

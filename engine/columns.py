@@ -1,0 +1,75 @@
+"""A batch of usage records as columns: what the guide and rating kernels read.
+
+Strings are kept Arrow-style: one ``uint8`` buffer with every value's UTF-8
+bytes back to back and an ``int64`` offsets array of length ``n + 1`` (value
+``i`` is ``data[offsets[i]:offsets[i + 1]]``). Numba kernels walk them without
+creating a Python string per record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+import numpy.typing as npt
+
+KIND_VOICE = 0
+KIND_SMS = 1
+KIND_DATA = 2
+KIND_EVENT = 3
+KIND_NAMES = ("voice", "sms", "data", "event")
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class StrColumn:
+    data: U8
+    offsets: I64  # length n + 1, offsets[0] == 0
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return bytes(self.data[self.offsets[i] : self.offsets[i + 1]]).decode()
+
+    def to_list(self) -> list[str]:
+        """Every value as a Python string (slow path: output, errors, tests)."""
+        raw = self.data.tobytes()
+        bounds = self.offsets.tolist()
+        return [raw[a:b].decode() for a, b in pairwise(bounds)]
+
+    @classmethod
+    def from_strings(cls, values: list[str]) -> StrColumn:
+        """Pack Python strings (one join and one encode, no per-value numpy work)."""
+        encoded = [v.encode() for v in values]
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(
+            np.fromiter(map(len, encoded), dtype=np.int64, count=len(values)), out=offsets[1:]
+        )
+        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return cls(data, offsets)
+
+    def take(self, index: I64) -> StrColumn:
+        """The values at ``index``, in that order."""
+        return StrColumn.from_strings([self[int(i)] for i in index])
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """``n`` usage records, one array per field, all the same length."""
+
+    kind: U8  # KIND_*
+    cdr_id: StrColumn
+    tenant: StrColumn
+    account: StrColumn
+    category: StrColumn
+    subject: StrColumn
+    destination: StrColumn
+    start_us: I64  # UTC epoch microseconds
+    usage: I64  # seconds (voice), bytes (data), count (sms, event)
+
+    def __len__(self) -> int:
+        return len(self.kind)

@@ -1,0 +1,18 @@
+"""The root of ratewire's exception tree.
+
+Every package keeps its own errors in its own ``exceptions.py``; they all derive
+from :class:`RatewireError`, so a caller (the CLI, a stream agent) can catch one
+type and report a clear message instead of a traceback.
+"""
+
+
+class RatewireError(Exception):
+    """Root of every error ratewire raises on purpose."""
+
+
+class DecodeError(RatewireError):
+    """A usage record (or a batch of them) could not be decoded or validated."""
+
+
+class UsageInputError(RatewireError):
+    """A command-line argument or input file is unusable (exit code 2)."""

@@ -1,0 +1,1 @@
+"""Load testing: traffic generator, drivers and reports."""

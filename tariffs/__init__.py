@@ -1,0 +1,1 @@
+"""Tariff model, loaders and compiled rating kernels."""

@@ -1,0 +1,252 @@
+"""Rate a batch of usage columns: the thin Python wrapper around the kernels.
+
+``Rater(tariff).rate(columns)`` runs guide → start → rate over the whole batch
+in three kernel calls and returns a :class:`RatedBatch` of arrays; turning a
+record's result into a :class:`~tariffs.rated.Rating` (names, spans) is done
+only on demand, for output and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.columns import KIND_VOICE, Columns, StrColumn
+from tariffs import kernels
+from tariffs.compile import (
+    BINDING_DESTINATION,
+    BINDING_DRATE,
+    BINDING_TIMING,
+    DRATE_RATE,
+    RATE_BASIS,
+    RATE_STEP_LO,
+    STEP_INCREMENT,
+    STEP_PRICE,
+    STEP_UNIT,
+    CompiledTariff,
+    compile_tariff,
+)
+from tariffs.model import ANY, Tariff
+from tariffs.rated import (
+    NO_TIMING_IN_FORCE,
+    RATING_PLAN_NOT_FOUND,
+    UNAUTHORIZED_DESTINATION,
+    Rating,
+    Span,
+)
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
+
+ERROR_CODES = {
+    kernels.ERR_PLAN_NOT_FOUND: RATING_PLAN_NOT_FOUND,
+    kernels.ERR_UNAUTHORIZED_DESTINATION: UNAUTHORIZED_DESTINATION,
+    kernels.ERR_NO_TIMING: NO_TIMING_IN_FORCE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RatedBatch:
+    """Kernel output for ``n`` records.
+
+    The spans of record ``i`` are rows ``span_start[i]:span_start[i + 1]`` of the ``sp_*`` arrays.
+    """
+
+    compiled: CompiledTariff
+    destination: StrColumn
+    error: I8  # kernels.OK or an ERR_* code
+    plan: I32
+    prefix_len: I32
+    first_binding: I32
+    cost: I64  # nanos, rounded and capped
+    subtotal: I64
+    connect_fee: I64
+    flags: I64
+    span_start: I64
+    sp_binding: I32
+    sp_step: I32
+    sp_offset: I64
+    sp_usage: I64
+    sp_billed: I64
+    sp_amount: I64
+
+    def __len__(self) -> int:
+        return len(self.error)
+
+    def error_code(self, i: int) -> str | None:
+        """The stable error code of record ``i``, or None if it was rated."""
+        return ERROR_CODES.get(int(self.error[i]))
+
+    def rating(self, i: int) -> Rating:
+        """Record ``i``'s result with names and spans (slow path: output and tests)."""
+        c = self.compiled
+        first = int(self.first_binding[i])
+        destination = int(c.bindings[first, BINDING_DESTINATION])
+        spans = []
+        for k in range(int(self.span_start[i]), int(self.span_start[i + 1])):
+            b, s = int(self.sp_binding[k]), int(self.sp_step[k])
+            drate = int(c.bindings[b, BINDING_DRATE])
+            rate = int(c.drates[drate, DRATE_RATE])
+            step = c.steps[s]
+            spans.append(
+                Span(
+                    destination_rate=c.drate_names[drate],
+                    timing=c.timing_names[int(c.bindings[b, BINDING_TIMING])],
+                    rate=c.rate_names[rate],
+                    step=s - int(c.rates[rate, RATE_STEP_LO]),
+                    offset=int(self.sp_offset[k]),
+                    usage=int(self.sp_usage[k]),
+                    billed=int(self.sp_billed[k]),
+                    increment=int(step[STEP_INCREMENT]),
+                    price=int(step[STEP_PRICE]),
+                    rate_unit=int(step[STEP_UNIT]),
+                    amount=int(self.sp_amount[k]),
+                )
+            )
+        return Rating(
+            plan=c.plan_names[int(self.plan[i])],
+            destination=c.destination_names[destination] if destination >= 0 else ANY,
+            prefix=self.destination[i][: int(self.prefix_len[i])],
+            connect_fee=int(self.connect_fee[i]),
+            spans=tuple(spans),
+            subtotal=int(self.subtotal[i]),
+            cost=int(self.cost[i]),
+            flags=int(self.flags[i]),
+        )
+
+
+@dataclass
+class PeriodCounters:
+    """Usage so far per (account, category, month) for volume-tiered rates.
+
+    Held in memory by the caller (a ``ratewire rate`` run); the balances store
+    persists them once accounts live there.
+    """
+
+    used: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def prior(self, columns: Columns, period: I64, tiered: npt.NDArray[np.bool_]) -> I64:
+        """Usage before each tiered record (earlier records of the batch included)."""
+        out = np.zeros(len(columns), dtype=np.int64)
+        for i in np.flatnonzero(tiered).tolist():
+            key = (columns.account[i], columns.category[i], int(period[i]))
+            before = self.used.get(key, 0)
+            out[i] = before
+            self.used[key] = before + int(columns.usage[i])
+        return out
+
+
+class Rater:
+    """Rates batches of :class:`~engine.columns.Columns` against one tariff."""
+
+    def __init__(self, tariff: Tariff) -> None:
+        self.compiled = compile_tariff(tariff)
+        c = self.compiled
+        self._tiered_rates = c.rates[:, RATE_BASIS] != kernels.BASIS_RECORD
+        # each group's cut of the last few days seen (see kernels.segment)
+        width = 2 + 2 * (int(np.diff(c.group_bindings).max(initial=0)) + 1)
+        groups = len(c.group_bindings) - 1
+        self._day_cache = np.zeros((groups, kernels.DAY_SLOTS, width), dtype=np.int64)
+        self._day_cache[:, :, 0] = np.iinfo(np.int64).min
+
+    @property
+    def tariff(self) -> Tariff:
+        return self.compiled.tariff
+
+    def rate(self, columns: Columns, counters: PeriodCounters | None = None) -> RatedBatch:
+        """Guide and rate every record of ``columns`` (three kernel calls)."""
+        c = self.compiled
+        n = len(columns)
+        group = np.empty(n, dtype=np.int32)
+        plan = np.empty(n, dtype=np.int32)
+        prefix_len = np.empty(n, dtype=np.int32)
+        error = np.zeros(n, dtype=np.int8)
+        kernels.guide_kernel(
+            columns.tenant.data, columns.tenant.offsets,
+            columns.category.data, columns.category.offsets,
+            columns.subject.data, columns.subject.offsets,
+            columns.destination.data, columns.destination.offsets,
+            columns.start_us,
+            c.key_trie.symbol, c.key_trie.children, c.node_key, c.node_any_key, c.key_act,
+            c.act_time_us, c.act_plan, c.act_fallback, c.fallback_key,
+            c.prefix_trie.symbol, c.prefix_trie.children, c.prefix_trie.depth, c.node_group,
+            group, plan, prefix_len, error,
+        )  # fmt: skip
+        first = np.empty(n, dtype=np.int32)
+        period = np.empty(n, dtype=np.int64)
+        kernels.start_kernel(
+            columns.start_us, group, error, c.group_bindings, c.group_binding, c.bindings,
+            c.b_weight, c.timings, self._day_cache, c.tz_transitions, c.tz_offsets, first, period,
+        )  # fmt: skip
+        period_usage = self._period_usage(columns, first, error, period, counters)
+        return self._rate(columns, group, plan, prefix_len, error, first, period_usage)
+
+    def _period_usage(
+        self,
+        columns: Columns,
+        first: I32,
+        error: I8,
+        period: I64,
+        counters: PeriodCounters | None,
+    ) -> I64:
+        c = self.compiled
+        if not self._tiered_rates.any():
+            return np.zeros(len(columns), dtype=np.int64)
+        ok = error == kernels.OK
+        drate = c.bindings[np.where(ok, first, 0), BINDING_DRATE]
+        tiered = ok & self._tiered_rates[c.drates[drate, DRATE_RATE]]
+        return (counters or PeriodCounters()).prior(columns, period, tiered)
+
+    def _rate(
+        self,
+        columns: Columns,
+        group: I32,
+        plan: I32,
+        prefix_len: I32,
+        error: I8,
+        first: I32,
+        period_usage: I64,
+    ) -> RatedBatch:
+        c = self.compiled
+        n = len(columns)
+        time_based = columns.kind == KIND_VOICE
+        out = [np.empty(n, dtype=np.int64) for _ in range(5)]
+        capacity = 2 * n + 16
+        while True:
+            spans_i32 = [np.empty(capacity, dtype=np.int32) for _ in range(2)]
+            spans_i64 = [np.empty(capacity, dtype=np.int64) for _ in range(4)]
+            err = error.copy()
+            used = kernels.rate_kernel(
+                time_based, columns.start_us, columns.usage, period_usage, group, first, err,
+                c.group_bindings, c.group_binding, c.bindings, c.b_weight, c.timings,
+                self._day_cache, c.drates, c.rates, c.steps, c.tz_transitions, c.tz_offsets,
+                *out, *spans_i32, *spans_i64,
+            )  # fmt: skip
+            if used >= 0:
+                break
+            capacity *= 2  # a batch of very long calls: more spans than records
+        cost, subtotal, connect, flags, nspans = out
+        span_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(nspans, out=span_start[1:])
+        return RatedBatch(
+            compiled=c,
+            destination=columns.destination,
+            error=err,
+            plan=plan,
+            prefix_len=prefix_len,
+            first_binding=first,
+            cost=cost,
+            subtotal=subtotal,
+            connect_fee=connect,
+            flags=flags,
+            span_start=span_start,
+            sp_binding=spans_i32[0][:used],
+            sp_step=spans_i32[1][:used],
+            sp_offset=spans_i64[0][:used],
+            sp_usage=spans_i64[1][:used],
+            sp_billed=spans_i64[2][:used],
+            sp_amount=spans_i64[3][:used],
+        )
