@@ -7,12 +7,18 @@ type and report a clear message instead of a traceback.
 
 
 class RatewireError(Exception):
-    """Root of every error ratewire raises on purpose."""
+    """Root of every error ratewire raises on purpose; ``code`` is its stable name."""
+
+    code = "ERROR"
 
 
 class DecodeError(RatewireError):
     """A usage record (or a batch of them) could not be decoded or validated."""
 
+    code = "DECODE_ERROR"
+
 
 class UsageInputError(RatewireError):
     """A command-line argument or input file is unusable (exit code 2)."""
+
+    code = "INVALID_ARGUMENT"

@@ -207,7 +207,11 @@ def compile_tariff(tariff: Tariff) -> CompiledTariff:
     acts = [a for entries in by_key for a in sorted(entries, key=lambda e: e[0])]
 
     # -- bindings and destination groups --------------------------------------
-    b_drate, b_timing, b_weight, b_destination, binding_plan = [], [], [], [], []
+    b_drate: list[int] = []
+    b_timing: list[int] = []
+    b_weight: list[float] = []
+    b_destination: list[int] = []
+    binding_plan: list[int] = []
     groups: dict[tuple[str, int], list[int]] = {}  # (prefix, plan) -> bindings
     for plan_no, plan in enumerate(tariff.plans.values()):
         for binding in plan.bindings:

@@ -10,10 +10,12 @@ class TariffError(RatewireError):
     nothing of a plan that fails to load is used.
     """
 
+    code = "TARIFF_ERROR"
+
 
 class RatingError(RatewireError):
     """A single query could not be rated; ``code`` is a stable machine name."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = code  # type: ignore[misc]

@@ -213,11 +213,14 @@ def segment(g, local, group_bindings, group_binding, bindings, b_weight, timings
 # -- guide --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def _activation(key, start_us, key_act, act_time_us):  # type: ignore[no-untyped-def]
-    """The key's activation in force at ``start_us`` (latest not after it), or -1."""
+    """The key's activation in force at ``start_us`` (latest not after it), or -1.
+
+    Activations of a key are sorted by time, stable in the order they were listed.
+    """
     found = -1
     for a in range(key_act[key], key_act[key + 1]):
-        if act_time_us[a] <= start_us:
-            found = a
+        if act_time_us[a] <= start_us and (found < 0 or act_time_us[a] > act_time_us[found]):
+            found = a  # the first listed of equal activations
     return found
 
 

@@ -79,7 +79,7 @@ def round_nanos(nanos: int, decimals: int, method: Rounding) -> int:
         if method is Rounding.UP:
             q += 1
         elif method is Rounding.HALF_UP:
-            q += 2 * r >= step
+            q += int(2 * r >= step)
         elif method is Rounding.HALF_EVEN:
-            q += 2 * r > step or (2 * r == step and q % 2 == 1)
+            q += int(2 * r > step or (2 * r == step and q % 2 == 1))
     return sign * q * step

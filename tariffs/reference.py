@@ -5,9 +5,10 @@ It reads the Tariff as it is, keeps money in ``Decimal``, finds local time with
 ``zoneinfo`` and walks usage one increment at a time. The rules (as
 :mod:`tariffs.model` and :mod:`tariffs.rated` state them):
 
-- Profile: the (tenant, category, subject) profiles, or ``*any``'s when the
-  subject has none at all; the one with the latest activation not after
-  ``start`` (first listed on a tie). None: ``RATING_PLAN_NOT_FOUND``.
+- Profile: of the (tenant, category, subject) profiles the one with the
+  latest activation not after ``start`` (first listed on a tie); when the
+  subject has none in force, the same among ``*any``'s. None:
+  ``RATING_PLAN_NOT_FOUND``.
 - Destination: the longest prefix of the number that a destination bound by
   the plan holds (``*any`` holds ""); the candidates are the bindings whose
   destination holds it. None: the profile's fallback subjects, depth-first,
@@ -122,9 +123,11 @@ def rate_reference(
 def _guide(
     tariff: Tariff, tenant: str, category: str, subject: str, destination: str, start: datetime
 ) -> _Guided:
-    subjects = {p.subject for p in tariff.profiles if (p.tenant, p.category) == (tenant, category)}
-    first_subject = subject if subject in subjects else ANY
-    profile = _active_profile(tariff, tenant, category, first_subject, start)
+    first_subject = subject
+    profile = _active_profile(tariff, tenant, category, subject, start)
+    if profile is None:  # no profile of its own in force: the tenant/category's *any
+        first_subject = ANY
+        profile = _active_profile(tariff, tenant, category, ANY, start)
     if profile is None:
         msg = f"rating: no profile for {tenant}/{category}/{first_subject} at {start.isoformat()}"
         raise RatingError(rated.RATING_PLAN_NOT_FOUND, msg)

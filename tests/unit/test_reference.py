@@ -499,7 +499,7 @@ def test_rating_plan_not_found() -> None:
     assert info.value.code == RATING_PLAN_NOT_FOUND
 
 
-def test_subject_with_only_future_profiles_does_not_use_any() -> None:
+def test_subject_with_only_future_profiles_uses_any_until_then() -> None:
     future = profile("1001", "P", since=datetime(2030, 1, 1, tzinfo=UTC))
     tariff = single(RT_20CNT)
     tariff = make_tariff(
@@ -508,7 +508,7 @@ def test_subject_with_only_future_profiles_does_not_use_any() -> None:
         tuple(tariff.destination_rates.values()),
         profiles=(profile(ANY, "P"), future),
     )
-    assert code_of(tariff, 60) == RATING_PLAN_NOT_FOUND
+    assert rate_it(tariff, 60).cost == 600_000_000
     assert rate_it(tariff, 60, subject="1002").cost == 600_000_000
 
 

@@ -1,0 +1,124 @@
+"""The ``ratewire`` command line: argument parsing and exit codes, nothing else.
+
+Exit codes: 0 success, 2 bad input (unusable arguments, tariff or input file;
+an unratable ``cost`` query). Errors are one clear line (or JSON with
+``--json``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.exceptions import RatewireError
+from tariffs.loader import load_tariff
+from tariffs.rating import Rater
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def _tariff_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tariffs",
+        required=True,
+        type=Path,
+        help="native plan file (.toml) or CGRateS tariff-plan CSV folder",
+    )
+    parser.add_argument("--currency", help="currency of an imported CGRateS plan (default EUR)")
+    parser.add_argument("--timezone", help="time zone of an imported CGRateS plan (default UTC)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ratewire", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cost = commands.add_parser("cost", help="price one usage query and explain it")
+    _tariff_args(cost)
+    cost.add_argument("--tenant", help="default: the first tenant of the plan's profiles")
+    cost.add_argument("--category", required=True, help="call, sms, data, video, …")
+    cost.add_argument("--subject", required=True)
+    cost.add_argument("--destination", default="", help="called number; may be empty for data")
+    cost.add_argument("--start", required=True, help="ISO 8601 instant, e.g. 2026-11-02T09:00Z")
+    cost.add_argument("--usage", required=True, help="45s, 10m45s, 1h, or a count like 2048")
+    cost.add_argument("--json", action="store_true", help="print JSON")
+
+    rate = commands.add_parser("rate", help="rate a file of usage records")
+    _tariff_args(rate)
+    rate.add_argument("--in", dest="input", required=True, type=Path, help="records file")
+    rate.add_argument("--out", required=True, type=Path, help="rated records (.jsonl)")
+    rate.add_argument("--rejects", required=True, type=Path, help="rejected records (.jsonl)")
+    rate.add_argument("--format", choices=("jsonl", "json", "msgpack", "columnar"), default=None,
+                      help="input format (default: by file extension)")  # fmt: skip
+    rate.add_argument("--batch", type=int, default=100_000, help="records per batch")
+    rate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+
+
+def _run_cost(args: argparse.Namespace) -> int:
+    from engine.cost import cost
+
+    tariff = load_tariff(args.tariffs, currency=args.currency, timezone=args.timezone)
+    tenant = args.tenant or (tariff.profiles[0].tenant if tariff.profiles else "")
+    answer = cost(
+        Rater(tariff),
+        tenant=tenant,
+        category=args.category,
+        subject=args.subject,
+        destination=args.destination,
+        start=args.start,
+        usage=args.usage,
+    )
+    if args.json:
+        _print_json(answer)
+    elif "error" in answer:
+        sys.stderr.write(f"{answer['error']}: {answer['message']}\n")
+    else:
+        sys.stdout.write(f"{answer['cost']} {answer['currency']}\n")
+    return EXIT_BAD_INPUT if "error" in answer else EXIT_OK
+
+
+def _run_rate(args: argparse.Namespace) -> int:
+    from engine.rate_file import rate_file
+
+    tariff = load_tariff(args.tariffs, currency=args.currency, timezone=args.timezone)
+    summary = rate_file(
+        Rater(tariff),
+        args.input,
+        out=args.out,
+        rejects=args.rejects,
+        fmt=args.format,
+        batch_size=args.batch,
+        progress=sys.stderr.isatty() and not args.json,
+    )
+    if args.json:
+        _print_json(summary.to_dict())
+    else:
+        sys.stdout.write(summary.render())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    runners = {"cost": _run_cost, "rate": _run_rate}
+    try:
+        return runners[args.command](args)
+    except RatewireError as exc:
+        if getattr(args, "json", False):
+            _print_json({"error": exc.code, "message": str(exc)})
+        else:
+            sys.stderr.write(f"ratewire {args.command}: {exc}\n")
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
