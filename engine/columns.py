@@ -41,6 +41,13 @@ class StrColumn:
         bounds = self.offsets.tolist()
         return [raw[a:b].decode() for a, b in pairwise(bounds)]
 
+    def values_at(self, index: I64) -> list[str]:
+        """The values at ``index`` as Python strings (one buffer copy, then slices)."""
+        raw = self.data.tobytes()
+        starts = self.offsets[index].tolist()
+        ends = self.offsets[index + 1].tolist()
+        return [raw[a:b].decode() for a, b in zip(starts, ends, strict=True)]
+
     @classmethod
     def from_strings(cls, values: list[str]) -> StrColumn:
         """Pack Python strings (one join and one encode, no per-value numpy work)."""

@@ -18,4 +18,4 @@ class RatingError(RatewireError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # type: ignore[misc]
+        self.code = code

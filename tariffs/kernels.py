@@ -535,3 +535,40 @@ def rate_kernel(  # type: ignore[no-untyped-def]
             out_flags[i] |= d[DRATE_STRATEGY]  # 1 capped, 2 disconnect (tariffs.rated FLAG_*)
         out_cost[i] = cost
     return cursor
+
+
+# -- period usage (volume tiers) ----------------------------------------------------
+FNV_OFFSET = np.uint64(14695981039346656037)
+FNV_PRIME = np.uint64(1099511628211)
+
+
+@njit(cache=True)
+def key_hashes(rows, a_data, a_off, b_data, b_off, out):  # type: ignore[no-untyped-def]
+    """FNV-1a of ``a NUL b`` for each row (account and category of a record)."""
+    for k in range(len(rows)):
+        i = rows[k]
+        h = FNV_OFFSET
+        for j in range(a_off[i], a_off[i + 1]):
+            h = (h ^ np.uint64(a_data[j])) * FNV_PRIME
+        h = h * FNV_PRIME  # the NUL separator
+        for j in range(b_off[i], b_off[i + 1]):
+            h = (h ^ np.uint64(b_data[j])) * FNV_PRIME
+        out[k] = h
+
+
+@njit(cache=True)
+def same_keys(rows, group, first, a_data, a_off, b_data, b_off):  # type: ignore[no-untyped-def]
+    """Whether every row holds the same (a, b) bytes as the first row of its hash group."""
+    for k in range(len(rows)):
+        i, f = rows[k], rows[first[group[k]]]
+        if a_off[i + 1] - a_off[i] != a_off[f + 1] - a_off[f]:
+            return False
+        if b_off[i + 1] - b_off[i] != b_off[f + 1] - b_off[f]:
+            return False
+        for j in range(a_off[i + 1] - a_off[i]):
+            if a_data[a_off[i] + j] != a_data[a_off[f] + j]:
+                return False
+        for j in range(b_off[i + 1] - b_off[i]):
+            if b_data[b_off[i] + j] != b_data[b_off[f] + j]:
+                return False
+    return True

@@ -72,7 +72,7 @@ def round_nanos(nanos: int, decimals: int, method: Rounding) -> int:
     """
     if decimals >= NANO_DECIMALS:
         return nanos
-    step = 10 ** (NANO_DECIMALS - decimals)
+    step: int = 10 ** (NANO_DECIMALS - decimals)
     sign = -1 if nanos < 0 else 1
     q, r = divmod(abs(nanos), step)
     if r:

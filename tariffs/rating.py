@@ -129,13 +129,60 @@ class PeriodCounters:
     used: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
     def prior(self, columns: Columns, period: I64, tiered: npt.NDArray[np.bool_]) -> I64:
-        """Usage before each tiered record (earlier records of the batch included)."""
+        """Usage before each tiered record (earlier records of the batch included).
+
+        Records are grouped by a 64-bit hash of (account, category) and the
+        month, checked byte for byte (a collision takes the exact slow path);
+        dictionary work is per group, not per record.
+        ``_prior_slow`` is the plain per-record version (and its test twin).
+        """
         out = np.zeros(len(columns), dtype=np.int64)
-        for i in np.flatnonzero(tiered).tolist():
-            key = (columns.account[i], columns.category[i], int(period[i]))
+        rows = np.flatnonzero(tiered)
+        if len(rows) == 0:
+            return out
+        acc, cat = columns.account, columns.category
+        hashes = np.empty(len(rows), dtype=np.uint64)
+        kernels.key_hashes(rows, acc.data, acc.offsets, cat.data, cat.offsets, hashes)
+        _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
+        if not kernels.same_keys(rows, group, first, acc.data, acc.offsets, cat.data, cat.offsets):
+            return self._prior_slow(columns, period, rows, out)
+        # a group is (account, category, month): split hash groups by month
+        month = period[rows]
+        span = int(month.max() - month.min()) + 1
+        _, first, group = np.unique(
+            group.astype(np.int64) * span + (month - month.min()),
+            return_index=True,
+            return_inverse=True,
+        )
+        usage = columns.usage[rows]
+        order = np.argsort(group, kind="stable")
+        running = np.cumsum(usage[order]) - usage[order]  # exclusive, in record order per group
+        starts = np.searchsorted(group[order], np.arange(len(first)))
+        before_group = running - running[starts][group[order]]
+        totals = np.zeros(len(first), dtype=np.int64)
+        np.add.at(totals, group, usage)
+        carried = np.empty(len(first), dtype=np.int64)
+        heads = rows[first]
+        keys = zip(acc.values_at(heads), cat.values_at(heads), period[heads].tolist(), strict=True)
+        for g, key in enumerate(keys):
+            carried[g] = self.used.get(key, 0)
+            self.used[key] = carried[g] + int(totals[g])
+        result = np.empty(len(rows), dtype=np.int64)
+        result[order] = before_group + carried[group[order]]
+        out[rows] = result
+        return out
+
+    def _prior_slow(self, columns: Columns, period: I64, rows: I64, out: I64) -> I64:
+        keys = zip(
+            columns.account.values_at(rows),
+            columns.category.values_at(rows),
+            period[rows].tolist(),
+            strict=True,
+        )
+        for i, usage, key in zip(rows.tolist(), columns.usage[rows].tolist(), keys, strict=True):
             before = self.used.get(key, 0)
             out[i] = before
-            self.used[key] = before + int(columns.usage[i])
+            self.used[key] = before + usage
         return out
 
 

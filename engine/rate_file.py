@@ -1,0 +1,238 @@
+"""``ratewire rate``: rate a file of usage records, batch by batch.
+
+decode (a chunk of lines, a message or a columnar frame) → columns → guide
+and rate (three kernel calls) → rated records out, rejects out, counts.
+Every record read is either rated or rejected with its reason and position:
+``read == rated + rejected`` is part of the summary and checked by tests.
+
+Input formats (``--format``, or by extension): ``jsonl`` (one record per
+line), ``json`` / ``msgpack`` (one message: a record or an array of records),
+``columnar`` (frames of a 4-byte little-endian length and a
+:class:`~engine.wire.ColumnarBatch`; see :func:`write_frames`).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+import numpy as np
+
+from engine.columns import Columns
+from engine.exceptions import DecodeError, UsageInputError
+from engine.rated_output import RatedWriter
+from engine.rejects import Reject, RejectSink
+from engine.wire import Decoded, decode_columnar, decode_jsonl, decode_message_with_rejects
+from engine.wire import records_to_columns as to_columns
+from tariffs.money import format_amount
+from tariffs.rating import PeriodCounters, RatedBatch, Rater
+
+_EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".msgpack": "msgpack", ".mpk": "msgpack",
+               ".columnar": "columnar", ".cols": "columnar"}  # fmt: skip
+_FRAME = struct.Struct("<I")
+CHUNK_BYTES = 1 << 24
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One unit of work: decoded columns, rejects from decoding, and positions."""
+
+    columns: Columns | None
+    rejects: list[Reject]
+    locate: Callable[[], list[str]] | None  # source position of each row, worked out on demand
+    raw_source: str  # used with the row number when there is no locate
+    consumed: int = 0  # bytes of the input read so far (for the progress bar)
+
+
+@dataclass
+class RateSummary:
+    read: int = 0
+    rated: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    charged: dict[str, int] = field(default_factory=dict)  # currency -> nanos
+    seconds: float = 0.0
+
+    @property
+    def records_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "rated": self.rated,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "charged": {cur: format_amount(n) for cur, n in sorted(self.charged.items())},
+            "seconds": round(self.seconds, 3),
+            "records_per_second": round(self.records_per_second),
+        }
+
+    def render(self) -> str:
+        d = self.to_dict()
+        lines = [
+            f"read      {d['read']:>12,}",
+            f"rated     {d['rated']:>12,}",
+            f"rejected  {d['rejected']:>12,}",
+        ]
+        lines += [f"  {reason:<24} {n:>10,}" for reason, n in d["rejected_by_reason"].items()]
+        lines += [f"charged   {amount:>16} {cur}" for cur, amount in d["charged"].items()]
+        lines.append(f"speed     {d['records_per_second']:>12,} records/s ({d['seconds']} s)")
+        return "\n".join(lines) + "\n"
+
+
+def detect_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    found = _EXTENSIONS.get(path.suffix.lower())
+    if found is None:
+        msg = f"--in {path}: cannot tell the format from '{path.suffix}'; give --format"
+        raise UsageInputError(msg)
+    return found
+
+
+def write_frames(out: BinaryIO, payloads: list[bytes]) -> None:
+    """Write columnar batches as length-prefixed frames (the ``columnar`` file format)."""
+    for payload in payloads:
+        out.write(_FRAME.pack(len(payload)))
+        out.write(payload)
+
+
+def _read_frames(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as file:
+        offset = 0
+        while header := file.read(_FRAME.size):
+            if len(header) < _FRAME.size:
+                msg = f"{path}@{offset}: truncated frame header"
+                raise UsageInputError(msg)
+            (size,) = _FRAME.unpack(header)
+            payload = file.read(size)
+            if len(payload) < size:
+                msg = f"{path}@{offset}: frame of {size} bytes is truncated"
+                raise UsageInputError(msg)
+            yield offset, payload
+            offset += _FRAME.size + size
+
+
+def _rows(decoded: Decoded, source: str) -> Batch:
+    columns = to_columns(decoded.records) if decoded.records else None
+    return Batch(columns, decoded.rejects, None, source)
+
+
+def _batches(path: Path, fmt: str) -> Iterator[Batch]:
+    if fmt == "jsonl":
+        line, tail = 1, b""
+        with path.open("rb") as file:
+            while True:
+                chunk = file.read(CHUNK_BYTES)
+                buffer = tail + chunk
+                cut = len(buffer) if not chunk else buffer.rfind(b"\n") + 1
+                body, tail = buffer[:cut], buffer[cut:]
+                if body:
+                    decoded = decode_jsonl(body, source=str(path), first_line=line)
+                    batch = _rows(decoded, str(path))
+                    locate = partial(_line_positions, body, line, decoded, str(path))
+                    yield Batch(batch.columns, batch.rejects, locate, str(path), file.tell())
+                    line += body.count(b"\n")
+                if not chunk:
+                    return
+    elif fmt in ("json", "msgpack"):
+        raw = path.read_bytes()
+        decoded = decode_message_with_rejects(raw, "json" if fmt == "json" else "msgpack",
+                                              source=str(path))  # fmt: skip
+        yield _rows(decoded, f"{path}#")
+    else:
+        for offset, payload in _read_frames(path):
+            size = _FRAME.size + len(payload)
+            source = f"{path}@{offset}"
+            try:
+                yield Batch(decode_columnar(payload), [], None, f"{source}#", offset + size)
+            except DecodeError as exc:
+                reject = Reject(source=source, reason="DECODE_ERROR", message=str(exc), raw=payload)
+                yield Batch(None, [reject], None, source)
+
+
+def _line_positions(body: bytes, first: int, decoded: Decoded, source: str) -> list[str]:
+    """``file:line`` of each good record of a JSON-lines chunk (blank and bad lines skipped)."""
+    bad = {r.source for r in decoded.rejects}
+    positions = []
+    for number, line in enumerate(body.split(b"\n"), start=first):
+        where = f"{source}:{number}"
+        if line.strip() and where not in bad:
+            positions.append(where)
+    return positions[: len(decoded.records)]
+
+
+def _unratable(batch: Batch, rated: RatedBatch) -> list[Reject]:
+    assert batch.columns is not None
+    encoder = msgspec.json.Encoder()
+    rejects = []
+    positions = batch.locate() if batch.locate else None
+    for i in np.flatnonzero(rated.error).tolist():
+        code = rated.error_code(i) or "RATING_ERROR"
+        c = batch.columns
+        where = positions[i] if positions else f"{batch.raw_source}{i}"
+        message = (
+            f"rate: {code}: {c.tenant[i]}/{c.category[i]}/{c.subject[i]} → "
+            f"{c.destination[i] or '(any)'} (cdr_id {c.cdr_id[i]})"
+        )
+        raw = encoder.encode({"cdr_id": c.cdr_id[i], "account": c.account[i]})
+        rejects.append(Reject(source=where, reason=code, message=message, raw=raw))
+    return rejects
+
+
+def rate_file(
+    rater: Rater,
+    path: Path,
+    *,
+    out: Path,
+    rejects: Path,
+    fmt: str | None = None,
+    batch_size: int = 100_000,
+    progress: bool = False,
+) -> RateSummary:
+    """Rate every record of ``path``; write rated records to ``out`` and rejects to ``rejects``."""
+    if not path.is_file():
+        msg = f"--in {path}: no such file"
+        raise UsageInputError(msg)
+    fmt = detect_format(path, fmt)
+    total_bytes = max(path.stat().st_size, 1)
+    summary = RateSummary()
+    counters = PeriodCounters()
+    currency = rater.tariff.currency
+    started = time.perf_counter()
+    rejects.write_bytes(b"")  # a run's rejects file holds that run's rejects only
+    with RejectSink(rejects) as sink, RatedWriter(out, rater.compiled) as writer:
+        for batch in _batches(path, fmt):
+            sink.write(batch.rejects)
+            summary.read += len(batch.rejects)
+            if batch.columns is None:
+                continue
+            rated = rater.rate(batch.columns, counters)
+            bad = _unratable(batch, rated) if rated.error.any() else []
+            sink.write(bad)
+            summary.read += len(batch.columns)
+            summary.rated += writer.write(batch.columns, rated)
+            charged = int(rated.cost[rated.error == 0].sum())
+            summary.charged[currency] = summary.charged.get(currency, 0) + charged
+            if progress:
+                _progress(summary.read, batch.consumed / total_bytes)
+        summary.rejected.update(sink.counts)
+    summary.seconds = time.perf_counter() - started
+    if progress:
+        sys.stderr.write("\n")
+    return summary
+
+
+def _progress(read: int, share: float) -> None:
+    width = 30
+    done = int(width * min(share, 1.0))
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {read:,} records")
+    sys.stderr.flush()
