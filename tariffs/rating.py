@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.columns import KIND_VOICE, Columns, StrColumn
-from tariffs import kernels
+from tariffs import kernels, period_kernels
 from tariffs.compile import (
     BINDING_DESTINATION,
     BINDING_DRATE,
@@ -118,61 +118,63 @@ class RatedBatch:
         )
 
 
-@dataclass
 class PeriodCounters:
     """Usage so far per (account, category, month) for volume-tiered rates.
 
-    Held in memory by the caller (a ``ratewire rate`` run); the balances store
-    persists them once accounts live there.
+    A compiled open-addressing table (:mod:`tariffs.period_kernels`) held in
+    memory by the caller (one ``ratewire rate`` run); the balances store
+    persists such counters once accounts live there. :class:`PeriodCountersSlow`
+    is its dictionary twin.
     """
+
+    def __init__(self, capacity: int = 1 << 16, arena_bytes: int = 1 << 20) -> None:
+        self._slots = self._empty(capacity)
+        self._arena = np.zeros(arena_bytes, dtype=np.uint8)
+        self._state = np.zeros(2, dtype=np.int64)  # items, arena fill
+
+    @staticmethod
+    def _empty(capacity: int) -> I64:
+        slots = np.zeros((capacity, 5), dtype=np.int64)
+        slots[:, period_kernels.LENGTH] = period_kernels.EMPTY
+        return slots
+
+    def __len__(self) -> int:
+        return int(self._state[0])
+
+    def prior(self, columns: Columns, period: I64, tiered: npt.NDArray[np.bool_]) -> I64:
+        """Usage before each tiered record (earlier records of the batch included)."""
+        out = np.zeros(len(columns), dtype=np.int64)
+        rows = np.flatnonzero(tiered)
+        acc, cat = columns.account, columns.category
+        while len(rows):
+            stop = period_kernels.accumulate(
+                rows, acc.data, acc.offsets, cat.data, cat.offsets, period, columns.usage,
+                self._slots, self._arena, self._state, out,
+            )  # fmt: skip
+            if stop == period_kernels.OK:
+                break
+            rows = rows[stop:]
+            self._grow()
+        return out
+
+    def _grow(self) -> None:
+        if 2 * (int(self._state[0]) + 1) > len(self._slots):
+            bigger = self._empty(2 * len(self._slots))
+            period_kernels.rehash(self._slots, bigger)
+            self._slots = bigger
+        if len(self._arena) - int(self._state[1]) < 1 << 16:
+            self._arena = np.concatenate([self._arena, np.zeros_like(self._arena)])
+
+
+@dataclass
+class PeriodCountersSlow:
+    """The obviously-correct twin of :class:`PeriodCounters`: a dict, one record at a time."""
 
     used: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
     def prior(self, columns: Columns, period: I64, tiered: npt.NDArray[np.bool_]) -> I64:
-        """Usage before each tiered record (earlier records of the batch included).
-
-        Records are grouped by a 64-bit hash of (account, category) and the
-        month, checked byte for byte (a collision takes the exact slow path);
-        dictionary work is per group, not per record.
-        ``_prior_slow`` is the plain per-record version (and its test twin).
-        """
         out = np.zeros(len(columns), dtype=np.int64)
         rows = np.flatnonzero(tiered)
-        if len(rows) == 0:
-            return out
-        acc, cat = columns.account, columns.category
-        hashes = np.empty(len(rows), dtype=np.uint64)
-        kernels.key_hashes(rows, acc.data, acc.offsets, cat.data, cat.offsets, hashes)
-        _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
-        if not kernels.same_keys(rows, group, first, acc.data, acc.offsets, cat.data, cat.offsets):
-            return self._prior_slow(columns, period, rows, out)
-        # a group is (account, category, month): split hash groups by month
-        month = period[rows]
-        span = int(month.max() - month.min()) + 1
-        _, first, group = np.unique(
-            group.astype(np.int64) * span + (month - month.min()),
-            return_index=True,
-            return_inverse=True,
-        )
-        usage = columns.usage[rows]
-        order = np.argsort(group, kind="stable")
-        running = np.cumsum(usage[order]) - usage[order]  # exclusive, in record order per group
-        starts = np.searchsorted(group[order], np.arange(len(first)))
-        before_group = running - running[starts][group[order]]
-        totals = np.zeros(len(first), dtype=np.int64)
-        np.add.at(totals, group, usage)
-        carried = np.empty(len(first), dtype=np.int64)
-        heads = rows[first]
-        keys = zip(acc.values_at(heads), cat.values_at(heads), period[heads].tolist(), strict=True)
-        for g, key in enumerate(keys):
-            carried[g] = self.used.get(key, 0)
-            self.used[key] = carried[g] + int(totals[g])
-        result = np.empty(len(rows), dtype=np.int64)
-        result[order] = before_group + carried[group[order]]
-        out[rows] = result
-        return out
-
-    def _prior_slow(self, columns: Columns, period: I64, rows: I64, out: I64) -> I64:
         keys = zip(
             columns.account.values_at(rows),
             columns.category.values_at(rows),
@@ -203,7 +205,9 @@ class Rater:
     def tariff(self) -> Tariff:
         return self.compiled.tariff
 
-    def rate(self, columns: Columns, counters: PeriodCounters | None = None) -> RatedBatch:
+    def rate(
+        self, columns: Columns, counters: PeriodCounters | PeriodCountersSlow | None = None
+    ) -> RatedBatch:
         """Guide and rate every record of ``columns`` (three kernel calls)."""
         c = self.compiled
         n = len(columns)
@@ -237,7 +241,7 @@ class Rater:
         first: I32,
         error: I8,
         period: I64,
-        counters: PeriodCounters | None,
+        counters: PeriodCounters | PeriodCountersSlow | None,
     ) -> I64:
         c = self.compiled
         if not self._tiered_rates.any():
@@ -245,7 +249,8 @@ class Rater:
         ok = error == kernels.OK
         drate = c.bindings[np.where(ok, first, 0), BINDING_DRATE]
         tiered = ok & self._tiered_rates[c.drates[drate, DRATE_RATE]]
-        return (counters or PeriodCounters()).prior(columns, period, tiered)
+        table = counters if counters is not None else PeriodCounters()
+        return table.prior(columns, period, tiered)
 
     def _rate(
         self,
