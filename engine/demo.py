@@ -55,8 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         first = msgspec.json.decode(rated.readline())
     say(msgspec.json.format(msgspec.json.encode(first), indent=2).decode() + "\n\n")
 
-    query = {"tenant": "ratewire.demo", "category": "call", "subject": "acc0000001",
-             "destination": "4930123456", "start": "2026-11-02T18:59:00+01:00", "usage": "3m"}  # fmt: skip
+    query = {
+        "tenant": "ratewire.demo",
+        "category": "call",
+        "subject": "acc0000001",
+        "destination": "4930123456",
+        "start": "2026-11-02T18:59:00+01:00",
+        "usage": "3m",
+    }
     say("4. ratewire cost (a 3-minute call crossing 19:00, peak → off-peak):\n")
     answer = cost(rater, **query)
     say(msgspec.json.format(msgspec.json.encode(answer), indent=2).decode() + "\n")
