@@ -379,23 +379,28 @@ def start_kernel(  # type: ignore[no-untyped-def]
     tz_transitions,
     tz_offsets,
     out_first,
+    out_first_end,
     out_period,
 ):
-    """The binding in force at each record's start, and its month (``year * 12 + month - 1``).
+    """The binding in force at each record's start, until when, and the month.
 
-    The month is that of the tariff's time zone: the period volume tiers count in.
+    ``out_first_end`` is the elapsed second at which that binding may stop
+    being in force (a timing start, midnight, an offset change), so the rate
+    kernel need not look it up again; the month (``year * 12 + month - 1``,
+    in the tariff's time zone) is the period volume tiers count in.
     """
     hint = 0
     for i in range(len(start_us)):
         out_first[i] = -1
+        out_first_end[i] = 0
         out_period[i] = 0
         if error[i] != OK:
             continue
         t0 = start_us[i] // US  # whole seconds: timings have one-second resolution
-        off, _, hint = utc_offset(tz_transitions, tz_offsets, t0, hint)
+        off, nxt, hint = utc_offset(tz_transitions, tz_offsets, t0, hint)
         year, month, _, _ = civil((t0 + off) // DAY)
         out_period[i] = year * 12 + month - 1
-        first, _ = segment(
+        first, change = segment(
             group[i],
             t0 + off,
             group_bindings,
@@ -408,6 +413,7 @@ def start_kernel(  # type: ignore[no-untyped-def]
         if first < 0:
             error[i] = ERR_NO_TIMING
         out_first[i] = first
+        out_first_end[i] = min(change - off, nxt) - t0
 
 
 @njit(cache=True)
@@ -418,6 +424,7 @@ def rate_kernel(  # type: ignore[no-untyped-def]
     period_usage,
     group,
     first_binding,
+    first_end,
     error,
     group_bindings,
     group_binding,
@@ -469,7 +476,9 @@ def rate_kernel(  # type: ignore[no-untyped-def]
         while e < total:
             b = first
             limit = total
-            if time_based[i]:
+            if time_based[i] and e == 0:
+                limit = min(limit, first_end[i])
+            elif time_based[i]:
                 t = t0 + e
                 off, nxt, hint = utc_offset(tz_transitions, tz_offsets, t, hint)
                 b, change = segment(

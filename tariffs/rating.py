@@ -227,13 +227,15 @@ class Rater:
             group, plan, prefix_len, error,
         )  # fmt: skip
         first = np.empty(n, dtype=np.int32)
+        first_end = np.empty(n, dtype=np.int64)
         period = np.empty(n, dtype=np.int64)
         kernels.start_kernel(
             columns.start_us, group, error, c.group_bindings, c.group_binding, c.bindings,
-            c.b_weight, c.timings, self._day_cache, c.tz_transitions, c.tz_offsets, first, period,
+            c.b_weight, c.timings, self._day_cache, c.tz_transitions, c.tz_offsets, first,
+            first_end, period,
         )  # fmt: skip
         period_usage = self._period_usage(columns, first, error, period, counters)
-        return self._rate(columns, group, plan, prefix_len, error, first, period_usage)
+        return self._rate(columns, group, plan, prefix_len, error, first, first_end, period_usage)
 
     def _period_usage(
         self,
@@ -260,6 +262,7 @@ class Rater:
         prefix_len: I32,
         error: I8,
         first: I32,
+        first_end: I64,
         period_usage: I64,
     ) -> RatedBatch:
         c = self.compiled
@@ -272,7 +275,8 @@ class Rater:
             spans_i64 = [np.empty(capacity, dtype=np.int64) for _ in range(4)]
             err = error.copy()
             used = kernels.rate_kernel(
-                time_based, columns.start_us, columns.usage, period_usage, group, first, err,
+                time_based, columns.start_us, columns.usage, period_usage, group, first, first_end,
+                err,
                 c.group_bindings, c.group_binding, c.bindings, c.b_weight, c.timings,
                 self._day_cache, c.drates, c.rates, c.steps, c.tz_transitions, c.tz_offsets,
                 *out, *spans_i32, *spans_i64,
