@@ -28,7 +28,7 @@ from tariffs.model import (
     Timing,
 )
 
-YEARS = range(1, 10_000)
+YEARS = range(1900, 2156)  # the compiled timing tables hold a 256-year mask from 1900
 MONTHS = range(1, 13)
 MONTH_DAYS = range(1, 32)
 WEEKDAYS = range(8)  # ISO 1 = Monday … 7 = Sunday; 0 is read as Sunday too
@@ -95,7 +95,7 @@ def check_timing(key: str, timing: Timing) -> None:
     where = f"timings.{key}"
     _check_key(where, key)
     _check_id(where, key, timing.id)
-    _check_range(f"{where}.years", timing.years, YEARS, "a year")
+    _check_range(f"{where}.years", timing.years, YEARS, "a year (1900..2155)")
     _check_range(f"{where}.months", timing.months, MONTHS, "a month (1..12)")
     _check_range(f"{where}.month_days", timing.month_days, MONTH_DAYS, "a day of month (1..31)")
     _check_range(f"{where}.weekdays", timing.weekdays, WEEKDAYS, "a weekday (1 = Mon … 7 = Sun)")

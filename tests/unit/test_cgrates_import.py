@@ -201,7 +201,7 @@ def with_row(tmp_path: Path, file: str, row: str) -> tuple[Path, int]:
         ("Destinations.csv", "DST_X,", "Prefix: must not be empty"),
         ("Timings.csv", "TM_X,*any,13,*any,*any,00:00:00", "Months: 13 is out of range 1..12"),
         ("Timings.csv", "TM_X,*any,*any,32,*any,00:00:00", "MonthDays: 32 is out of range 1..31"),
-        ("Timings.csv", "TM_X,0,*any,*any,*any,00:00:00", "Years: 0 is out of range 1..9999"),
+        ("Timings.csv", "TM_X,0,*any,*any,*any,00:00:00", "Years: 0 is out of range 1900..2155"),
         ("Timings.csv", "TM_X,*any,*any,*any,1;8,00:00:00", "WeekDays: 8 is out of range 0..7"),
         (
             "Timings.csv",

@@ -111,7 +111,7 @@ def with_profile(**changes: Any) -> tuple[RatingProfile, ...]:
             {"timings": {"DAY": Timing(id="NIGHT")}},
             "timings.DAY: is keyed 'DAY' but its id is 'NIGHT'",
         ),
-        ({"timings": with_timing(years=(0,))}, "timings.DAY.years: 0 is not a year"),
+        ({"timings": with_timing(years=(0,))}, "timings.DAY.years: 0 is not a year (1900..2155)"),
         ({"timings": with_timing(months=(13,))}, "timings.DAY.months: 13 is not a month (1..12)"),
         (
             {"timings": with_timing(month_days=(32,))},
