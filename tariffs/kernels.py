@@ -544,3 +544,11 @@ def rate_kernel(  # type: ignore[no-untyped-def]
             out_flags[i] |= d[DRATE_STRATEGY]  # 1 capped, 2 disconnect (tariffs.rated FLAG_*)
         out_cost[i] = cost
     return cursor
+
+
+@njit(cache=True)
+def period_prior(rows, items, usage, used, out_prior):  # type: ignore[no-untyped-def]
+    """In record order: each row's usage so far in its period, then add its own."""
+    for i in rows:
+        out_prior[i] = used[items[i]]
+        used[items[i]] += usage[i]

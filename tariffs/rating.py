@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.columns import KIND_VOICE, Columns, StrColumn
-from tariffs import kernels, period_kernels
+from engine.keytable import KeyTable
+from tariffs import kernels
 from tariffs.compile import (
     BINDING_DESTINATION,
     BINDING_DRATE,
@@ -121,49 +122,29 @@ class RatedBatch:
 class PeriodCounters:
     """Usage so far per (account, category, month) for volume-tiered rates.
 
-    A compiled open-addressing table (:mod:`tariffs.period_kernels`) held in
-    memory by the caller (one ``ratewire rate`` run); the balances store
-    persists such counters once accounts live there. :class:`PeriodCountersSlow`
-    is its dictionary twin.
+    Keys live in a compiled :class:`~engine.keytable.KeyTable`, usage in an
+    array indexed by its items; held in memory by the caller (one ``ratewire
+    rate`` run). :class:`PeriodCountersSlow` is its dictionary twin.
     """
 
-    def __init__(self, capacity: int = 1 << 16, arena_bytes: int = 1 << 20) -> None:
-        self._slots = self._empty(capacity)
-        self._arena = np.zeros(arena_bytes, dtype=np.uint8)
-        self._state = np.zeros(2, dtype=np.int64)  # items, arena fill
-
-    @staticmethod
-    def _empty(capacity: int) -> I64:
-        slots = np.zeros((capacity, 5), dtype=np.int64)
-        slots[:, period_kernels.LENGTH] = period_kernels.EMPTY
-        return slots
+    def __init__(self) -> None:
+        self._keys = KeyTable()
+        self._used = np.zeros(1024, dtype=np.int64)
 
     def __len__(self) -> int:
-        return int(self._state[0])
+        return len(self._keys)
 
     def prior(self, columns: Columns, period: I64, tiered: npt.NDArray[np.bool_]) -> I64:
         """Usage before each tiered record (earlier records of the batch included)."""
         out = np.zeros(len(columns), dtype=np.int64)
         rows = np.flatnonzero(tiered)
-        acc, cat = columns.account, columns.category
-        while len(rows):
-            stop = period_kernels.accumulate(
-                rows, acc.data, acc.offsets, cat.data, cat.offsets, period, columns.usage,
-                self._slots, self._arena, self._state, out,
-            )  # fmt: skip
-            if stop == period_kernels.OK:
-                break
-            rows = rows[stop:]
-            self._grow()
+        if len(rows) == 0:
+            return out
+        items = self._keys.lookup(columns.account, columns.category, period, rows=rows, insert=True)
+        if len(self._keys) > len(self._used):
+            self._used = np.concatenate([self._used, np.zeros(len(self._keys), np.int64)])
+        kernels.period_prior(rows, items, columns.usage, self._used, out)
         return out
-
-    def _grow(self) -> None:
-        if 2 * (int(self._state[0]) + 1) > len(self._slots):
-            bigger = self._empty(2 * len(self._slots))
-            period_kernels.rehash(self._slots, bigger)
-            self._slots = bigger
-        if len(self._arena) - int(self._state[1]) < 1 << 16:
-            self._arena = np.concatenate([self._arena, np.zeros_like(self._arena)])
 
 
 @dataclass

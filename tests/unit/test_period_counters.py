@@ -34,7 +34,7 @@ def batch(accounts: list[str], categories: list[str], usage: list[int]) -> Colum
 def test_compiled_table_equals_dict_over_batches(
     batches: list[list[tuple[str, str, int, int, bool]]],
 ) -> None:
-    fast = PeriodCounters(capacity=2, arena_bytes=1)  # tiny: every batch grows it
+    fast = PeriodCounters()
     slow = PeriodCountersSlow()
     for rows in batches:
         if not rows:
