@@ -1,0 +1,396 @@
+"""Key-value stores the balance ledger persists through.
+
+:class:`Store` is the whole interface: byte keys and byte values, point and
+multi-key reads, prefix scans in byte order, and atomic writes of a
+:class:`WriteBatch`. Two implementations behave identically (one test suite,
+``tests/unit/test_store.py``, runs against both):
+
+- :class:`MemoryStore`, a dict, for tests and throwaway runs;
+- :class:`RocksStore`, RocksDB through rocksdict in raw (bytes-only) mode, one
+  per partition. A batch is one RocksDB write through the write-ahead log, so
+  after a crash it is either wholly present or wholly absent.
+
+A store has one owner: the worker (one process, one thread) that owns the
+partition. Two processes never share a RocksDB directory; the second one to
+open it gets a :class:`StoreError` that says so.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, NoReturn, Self, cast
+
+import rocksdict
+
+from balances.exceptions import StoreError
+
+Compression = Literal["none", "snappy", "lz4", "zstd"]
+
+_MIB = 1024 * 1024
+
+
+def _check_bytes(role: str, value: object) -> None:
+    # rocksdict's raw mode rejects other types with a KeyError or ValueError and
+    # a dict would accept them: check here so that both stores fail alike.
+    if not isinstance(value, bytes):
+        msg = f"store {role}s must be bytes, got {type(value).__name__}"
+        raise TypeError(msg)
+
+
+class WriteBatch:
+    """Puts and deletes to apply together; the last operation on a key wins.
+
+    The batch only collects; :meth:`Store.write` applies it and leaves it
+    unchanged, so a failed write can be retried with the same batch.
+    ``len(batch)`` is the number of distinct keys it touches.
+    """
+
+    __slots__ = ("_ops",)
+
+    def __init__(self) -> None:
+        self._ops: dict[bytes, bytes | None] = {}  # None marks a delete
+
+    def put(self, key: bytes, value: bytes) -> None:
+        _check_bytes("key", key)
+        _check_bytes("value", value)
+        self._ops[key] = value
+
+    def delete(self, key: bytes) -> None:
+        _check_bytes("key", key)
+        self._ops[key] = None
+
+    def operations(self) -> Iterator[tuple[bytes, bytes | None]]:
+        """Each touched key with its new value, or ``None`` if it is deleted."""
+        return iter(self._ops.items())
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+
+class Store(abc.ABC):
+    """A byte-keyed store with atomic batch writes; use it as a context manager."""
+
+    @abc.abstractmethod
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or ``None``."""
+
+    @abc.abstractmethod
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values of ``keys``, in the same order, ``None`` for each missing key."""
+
+    @abc.abstractmethod
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, value)`` whose key starts with ``prefix``, keys in byte order.
+
+        The scan sees the store as it was when ``scan`` was called: later
+        writes do not show in it. Closing the store ends every unfinished
+        scan; reading one afterwards raises :class:`StoreError`.
+        """
+
+    @abc.abstractmethod
+    def write(self, batch: WriteBatch) -> None:
+        """Apply every operation of ``batch`` at once, or none of them."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store; closing twice is harmless, any other use raises."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Scan(Iterator[tuple[bytes, bytes]]):
+    """A store's scan that the store can end when it closes.
+
+    rocksdict iterators keep RocksDB (and its directory lock) alive after
+    ``Rdict.close()``, so an abandoned scan would stop the store from being
+    reopened in this process; the store therefore releases its live scans.
+    """
+
+    __slots__ = ("__weakref__", "_ended_by_close", "_rows", "_store")
+
+    def __init__(self, rows: Iterator[tuple[bytes, bytes]], store: str) -> None:
+        self._rows: Iterator[tuple[bytes, bytes]] | None = rows
+        self._store = store
+        self._ended_by_close = False
+
+    def __next__(self) -> tuple[bytes, bytes]:
+        if self._rows is None:
+            if self._ended_by_close:
+                msg = f"{self._store} was closed during a scan; scan again after reopening"
+                raise StoreError(msg)
+            raise StopIteration
+        try:
+            return next(self._rows)
+        except StopIteration:
+            self._rows = None
+            raise
+        except Exception as exc:  # rocksdict reports RocksDB failures as bare Exception
+            self._rows = None
+            msg = f"scan of {self._store} failed: {exc}"
+            raise StoreError(msg) from exc
+
+    def release(self) -> None:
+        if self._rows is not None:
+            self._rows = None
+            self._ended_by_close = True
+
+
+class MemoryStore(Store):
+    """An in-memory :class:`Store`; its contents go when it is closed."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] | None = {}
+        self._scans: weakref.WeakSet[_Scan] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
+
+    def _live(self) -> dict[bytes, bytes]:
+        if self._data is None:
+            msg = "in-memory store is closed"
+            raise StoreError(msg)
+        return self._data
+
+    def get(self, key: bytes) -> bytes | None:
+        _check_bytes("key", key)
+        return self._live().get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        data = self._live()
+        for key in keys:
+            _check_bytes("key", key)
+        return [data.get(key) for key in keys]
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        _check_bytes("prefix", prefix)
+        rows = sorted(item for item in self._live().items() if item[0].startswith(prefix))
+        scan = _Scan(iter(rows), "in-memory store")
+        self._scans.add(scan)
+        return scan
+
+    def write(self, batch: WriteBatch) -> None:
+        data = self._live()
+        # Nothing below can fail half-way: keys and values were checked when put.
+        for key, value in batch.operations():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+
+    def close(self) -> None:
+        for scan in list(self._scans):
+            scan.release()
+        self._data = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """RocksDB settings for one :class:`RocksStore` (one partition's balances).
+
+    ``sync``: fsync the write-ahead log at every write, the point where a
+    batch becomes durable. With ``sync=False`` an acknowledged batch survives
+    a crash of the process (it is in the OS page cache) but not of the machine.
+    ``write_buffer_mb``: memtable size before it is flushed to disk.
+    ``max_open_files``: table files kept open, ``-1`` for all of them.
+    ``compression``: how table files are compressed.
+    ``keep_log_files``: RocksDB info LOG files kept (each open starts one).
+    """
+
+    sync: bool = True
+    write_buffer_mb: int = 64
+    max_open_files: int = 512
+    compression: Compression = "lz4"
+    keep_log_files: int = 10
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.write_buffer_mb < 1:
+            problems.append(f"write_buffer_mb must be at least 1, got {self.write_buffer_mb}")
+        if self.max_open_files < 1 and self.max_open_files != -1:
+            problems.append(f"max_open_files must be -1 or positive, got {self.max_open_files}")
+        if self.compression not in ("none", "snappy", "lz4", "zstd"):
+            problems.append(
+                f"compression must be none, snappy, lz4 or zstd, got {self.compression!r}"
+            )
+        if self.keep_log_files < 1:
+            problems.append(f"keep_log_files must be at least 1, got {self.keep_log_files}")
+        if problems:
+            msg = f"invalid store options: {'; '.join(problems)}"
+            raise StoreError(msg)
+
+    def to_options(self) -> rocksdict.Options:
+        """rocksdict options in raw mode: plain bytes in RocksDB's bytewise key order.
+
+        (rocksdict's default mode would encode keys and values and install its own
+        comparator, which changes the scan order.)
+        """
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(self.write_buffer_mb * _MIB)
+        options.set_max_open_files(self.max_open_files)
+        options.set_compression_type(_compression_type(self.compression))
+        options.set_keep_log_file_num(self.keep_log_files)
+        return options
+
+    def write_options(self) -> rocksdict.WriteOptions:
+        """Options for every batch write: through the WAL, fsynced if ``sync``.
+
+        The WAL is on by default. (rocksdict's stub declares ``disable_wal`` a
+        method; at run time it is a bool attribute.)
+        """
+        options = rocksdict.WriteOptions()
+        options.sync = self.sync
+        return options
+
+
+def _compression_type(name: Compression) -> rocksdict.DBCompressionType:
+    factory: Callable[[], rocksdict.DBCompressionType] = getattr(rocksdict.DBCompressionType, name)
+    return factory()
+
+
+class RocksStore(Store):
+    """A :class:`Store` in a RocksDB directory at ``path`` (created if missing)."""
+
+    def __init__(self, path: Path, options: StoreOptions = StoreOptions()) -> None:
+        self.path = path
+        self.options = options
+        self._write_options = options.write_options()
+        self._scans: weakref.WeakSet[_Scan] = weakref.WeakSet()
+        self._db: rocksdict.Rdict | None = _open(path, options)
+
+    def __repr__(self) -> str:
+        return f"RocksStore({str(self.path)!r})"
+
+    def _live(self) -> rocksdict.Rdict:
+        if self._db is None:
+            msg = f"balance store {self.path} is closed"
+            raise StoreError(msg)
+        return self._db
+
+    def _fail(self, what: str, exc: Exception) -> NoReturn:
+        msg = (
+            f"{what} balance store {self.path} failed: {exc}. Operator action: check free"
+            f" disk space and the RocksDB LOG in {self.path}, then restart the worker, which"
+            " resumes from its last committed batch."
+        )
+        raise StoreError(msg) from exc
+
+    def get(self, key: bytes) -> bytes | None:
+        _check_bytes("key", key)
+        db = self._live()
+        try:
+            value: bytes | None = db.get(key)
+        except Exception as exc:  # rocksdict reports RocksDB failures as bare Exception
+            self._fail("reading", exc)
+        return value
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        db = self._live()
+        for key in keys:
+            _check_bytes("key", key)
+        if not keys:
+            return []
+        try:
+            values = cast(list[bytes | None], db.get(list(keys)))
+        except Exception as exc:
+            self._fail("reading", exc)
+        return values
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        _check_bytes("prefix", prefix)
+        db = self._live()
+        read_options = rocksdict.ReadOptions()
+        end = _prefix_end(prefix)
+        if end is not None:
+            read_options.set_iterate_upper_bound(end)
+        try:
+            items = db.items(from_key=prefix, read_opt=read_options)
+        except Exception as exc:
+            self._fail("scanning", exc)
+        rows = cast(Iterator[tuple[bytes, bytes]], items)  # raw mode: keys and values are bytes
+        scan = _Scan(rows, f"balance store {self.path}")
+        self._scans.add(scan)
+        return scan
+
+    def write(self, batch: WriteBatch) -> None:
+        db = self._live()
+        if not batch:
+            return
+        rocks_batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in batch.operations():
+            if value is None:
+                rocks_batch.delete(key)
+            else:
+                rocks_batch.put(key, value)
+        try:
+            db.write(rocks_batch, self._write_options)
+        except Exception as exc:
+            self._fail(f"writing a batch of {len(batch)} keys to", exc)
+
+    def close(self) -> None:
+        if self._db is None:
+            return
+        for scan in list(self._scans):
+            scan.release()  # drops its rocksdict iterator, which holds the DB open
+        db, self._db = self._db, None
+        try:
+            db.close()
+        except Exception as exc:
+            self._fail("closing", exc)
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key after every key that starts with ``prefix``, if there is one."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None  # b"" or all 0xff: every key from ``prefix`` on starts with it
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _open(path: Path, options: StoreOptions) -> rocksdict.Rdict:
+    if path.exists() and not path.is_dir():
+        msg = (
+            f"cannot open balance store {path}: it is a file, not a directory. Operator"
+            " action: point the worker's store path at a directory (it is created if"
+            " missing), or move the file out of the way."
+        )
+        raise StoreError(msg)
+    try:
+        return rocksdict.Rdict(str(path), options.to_options())
+    except Exception as exc:  # rocksdict reports RocksDB failures as bare Exception
+        raise StoreError(_open_failure(path, exc)) from exc
+
+
+def _open_failure(path: Path, exc: Exception) -> str:
+    reason = str(exc)
+    if "lock hold by current process" in reason:
+        action = (
+            "this process already has the store open; close that RocksStore (and drop"
+            " its scans) before opening the store again"
+        )
+    elif "LOCK" in reason:
+        action = (
+            "another process holds the store's lock; stop the other worker that has this"
+            " partition open (two workers must never share a store), then start this one"
+        )
+    else:
+        action = (
+            "check that the directory is readable and writable and that the disk is not"
+            " full; if RocksDB reports corruption, move the directory aside and rebuild"
+            " the store from its changelog"
+        )
+    return f"cannot open balance store {path}: {reason}. Operator action: {action}."
