@@ -120,10 +120,11 @@ class _Scan(Iterator[tuple[bytes, bytes]]):
     reopened in this process; the store therefore releases its live scans.
     """
 
-    __slots__ = ("__weakref__", "_ended_by_close", "_rows", "_store")
+    __slots__ = ("__weakref__", "_ended_by_close", "_prefix", "_rows", "_store")
 
-    def __init__(self, rows: Iterator[tuple[bytes, bytes]], store: str) -> None:
-        self._rows: Iterator[tuple[bytes, bytes]] | None = rows
+    def __init__(self, rows: Iterator[tuple[bytes, bytes]], prefix: bytes, store: str) -> None:
+        self._rows: Iterator[tuple[bytes, bytes]] | None = rows  # in byte order, from prefix on
+        self._prefix = prefix
         self._store = store
         self._ended_by_close = False
 
@@ -134,7 +135,7 @@ class _Scan(Iterator[tuple[bytes, bytes]]):
                 raise StoreError(msg)
             raise StopIteration
         try:
-            return next(self._rows)
+            row = next(self._rows)
         except StopIteration:
             self._rows = None
             raise
@@ -142,6 +143,10 @@ class _Scan(Iterator[tuple[bytes, bytes]]):
             self._rows = None
             msg = f"scan of {self._store} failed: {exc}"
             raise StoreError(msg) from exc
+        if not row[0].startswith(self._prefix):
+            self._rows = None  # past the last key with the prefix
+            raise StopIteration
+        return row
 
     def release(self) -> None:
         if self._rows is not None:
@@ -178,7 +183,7 @@ class MemoryStore(Store):
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         _check_bytes("prefix", prefix)
         rows = sorted(item for item in self._live().items() if item[0].startswith(prefix))
-        scan = _Scan(iter(rows), "in-memory store")
+        scan = _Scan(iter(rows), prefix, "in-memory store")
         self._scans.add(scan)
         return scan
 
@@ -313,16 +318,15 @@ class RocksStore(Store):
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         _check_bytes("prefix", prefix)
         db = self._live()
-        read_options = rocksdict.ReadOptions()
-        end = _prefix_end(prefix)
-        if end is not None:
-            read_options.set_iterate_upper_bound(end)
+        # No ReadOptions.set_iterate_upper_bound: rocksdict hands RocksDB a pointer
+        # into the bound's bytes object without keeping that object alive, so a
+        # bound built here dangles once scan() returns. _Scan stops at the prefix end.
         try:
-            items = db.items(from_key=prefix, read_opt=read_options)
+            items = db.items(from_key=prefix)
         except Exception as exc:
             self._fail("scanning", exc)
         rows = cast(Iterator[tuple[bytes, bytes]], items)  # raw mode: keys and values are bytes
-        scan = _Scan(rows, f"balance store {self.path}")
+        scan = _Scan(rows, prefix, f"balance store {self.path}")
         self._scans.add(scan)
         return scan
 
@@ -351,14 +355,6 @@ class RocksStore(Store):
             db.close()
         except Exception as exc:
             self._fail("closing", exc)
-
-
-def _prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key after every key that starts with ``prefix``, if there is one."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None  # b"" or all 0xff: every key from ``prefix`` on starts with it
-    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 def _open(path: Path, options: StoreOptions) -> rocksdict.Rdict:

@@ -1,0 +1,422 @@
+"""The ledger: balance state, its journal, remembered ids and their store.
+
+Hot state lives in memory (:class:`~balances.state.BalanceState`); the store
+holds what rebuilds it. Keys:
+
+- ``log/<seq>``: structure changes in order (account created, balance
+  added, mode changed), replayed on open so rows get the same numbers;
+- ``amt/<chunk>``: balance amounts, ``CHUNK`` rows per value, written for
+  the chunks that changed;
+- ``jrn/<seq>``: one journal chunk per debited batch or operation;
+- ``ids/<seq>``: the ``cdr_id``s a batch applied (the replay window);
+- ``op/<op id>``: the result of an idempotent operation;
+- ``meta``: the checkpoint sequence.
+
+**Durability point**: :meth:`Ledger.checkpoint` writes everything changed
+since the last one in one atomic, synced store write; a crash loses at most
+what came after the last checkpoint and never leaves half of one. A caller
+that consumes input (a file, a partition) checkpoints its input position in
+the same write (``extra``), so input and state always agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from balances import kernels as bk
+from balances.debit import Debitor, DebitResult, Journal
+from balances.exceptions import BalanceError
+from balances.model import MAIN, Account, Balance, Mode
+from balances.state import BalanceState
+from balances.store import Store, WriteBatch
+from balances.units import UnitCatalog
+from engine.columns import Columns, StrColumn
+from engine.keytable import KeyTable
+from tariffs.rating import RatedBatch
+
+CHUNK = 1 << 16
+REASONS = {
+    bk.USAGE_ITEMS: "usage_items",
+    bk.USAGE_MONEY: "usage_money",
+    bk.USAGE_DEBT: "usage_debt",
+    bk.LOYALTY_EARNED: "loyalty_earned",
+}
+OPERATION_REASONS = ("opening", "topup", "adjustment", "transfer", "expiry", "voucher",
+                     "loyalty_redeemed", "referral", "reservation")  # fmt: skip
+for _code, _name in enumerate(OPERATION_REASONS, start=16):
+    REASONS[_code] = _name
+REASON_CODES = {name: code for code, name in REASONS.items()}
+
+
+class _Log(msgspec.Struct, tag_field="event", forbid_unknown_fields=True):
+    pass
+
+
+class _AccountCreated(_Log, tag="account"):
+    account: Account
+
+
+class _BalanceAdded(_Log, tag="balance"):
+    account: str
+    balance: Balance
+
+
+class _ModeChanged(_Log, tag="mode"):
+    account: str
+    mode: Mode
+    credit_limit: int
+    at: datetime
+
+
+_LOG = msgspec.msgpack.Decoder(_AccountCreated | _BalanceAdded | _ModeChanged)
+_ENC = msgspec.msgpack.Encoder()
+
+
+class JournalChunk(msgspec.Struct, array_like=True, frozen=True):
+    """Journal rows as columns: balance row, delta, after, reason code, ref, time."""
+
+    balance: list[int]
+    delta: list[int]
+    after: list[int]
+    reason: list[int]
+    ref: list[str]  # the record's cdr_id or the operation's id
+    at_us: list[int]
+
+
+class JournalEntry(msgspec.Struct, frozen=True):
+    account: str
+    balance: str
+    delta: int
+    before: int
+    after: int
+    reason: str
+    ref: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    id: str
+    unit: str
+    amount: int
+    reserved: int
+    weight: int
+    valid_from_us: int
+    valid_until_us: int
+
+
+def _key(prefix: bytes, seq: int) -> bytes:
+    return prefix + b"%016d" % seq
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Ledger:
+    """Accounts, balances and journal on top of a :class:`~balances.store.Store`.
+
+    ``remember`` is how many applied ``cdr_id``s are kept to recognise a
+    replay (two generations of ``remember`` each; older ids are forgotten).
+    """
+
+    def __init__(self, store: Store, units: UnitCatalog, *, remember: int = 5_000_000) -> None:
+        self.store = store
+        self.state = BalanceState(units)
+        self.remember = remember
+        self._seen = [KeyTable(), KeyTable()]  # current, previous generation
+        self._pending = WriteBatch()
+        self._dirty_chunks: set[int] = set()
+        self._id_chunks: list[tuple[bytes, int]] = []  # ids/ keys and their counts, oldest first
+        self._seq = 0
+        self._load()
+
+    # -- loading ---------------------------------------------------------------------
+    def _load(self) -> None:
+        meta = self.store.get(b"meta")
+        self._seq = int(msgspec.msgpack.decode(meta)["seq"]) if meta else 0
+        for _, raw in self.store.scan(b"log/"):
+            self._replay(_LOG.decode(raw))
+        amounts = self.state.bal.arrays["amount"]
+        for key, raw in self.store.scan(b"amt/"):
+            chunk = int(key[4:])
+            values = np.frombuffer(raw, dtype="<i8")
+            amounts[chunk * CHUNK : chunk * CHUNK + len(values)] = values
+        for key, raw in self.store.scan(b"ids/"):
+            ids = msgspec.msgpack.decode(raw, type=list[str])
+            self._id_chunks.append((key, len(ids)))
+            self._remember(StrColumn.from_strings(ids))
+
+    def _replay(self, event: _Log) -> None:
+        state = self.state
+        if isinstance(event, _AccountCreated):
+            state.add_account(event.account)
+        elif isinstance(event, _BalanceAdded):
+            state.add_balance(state.row_of(event.account), event.balance)
+        elif isinstance(event, _ModeChanged):
+            state.set_mode(state.row_of(event.account), event.mode, event.credit_limit)
+
+    def _log(self, event: _Log) -> None:
+        self._seq += 1
+        self._pending.put(_key(b"log/", self._seq), _ENC.encode(event))
+
+    # -- remembered ids ----------------------------------------------------------------
+    def _remember(self, ids: StrColumn) -> None:
+        current = self._seen[0]
+        current.lookup(ids, insert=True)
+        if len(current) >= self.remember:
+            self._seen = [KeyTable(), current]
+
+    def seen(self, ids: StrColumn) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Which ids were applied before (within the remembered window)."""
+        found = np.zeros(len(ids), dtype=np.bool_)
+        for table in self._seen:
+            found |= table.lookup(ids) >= 0
+        return found
+
+    # -- usage -------------------------------------------------------------------------
+    def debit(self, debitor: Debitor, columns: Columns, rated: RatedBatch) -> DebitResult:
+        """Apply a rated batch once: records seen before (same ``cdr_id``) change nothing.
+
+        A ``cdr_id`` repeated inside the batch is applied at its first occurrence only.
+        """
+        n = len(columns)
+        repeat = self.seen(columns.cdr_id)
+        items = KeyTable().lookup(columns.cdr_id, insert=True)
+        first_row = np.full(n, n, dtype=np.int64)
+        np.minimum.at(first_row, items, np.arange(n))
+        repeat |= first_row[items] != np.arange(n)  # a later copy within this batch
+        skip = np.where(repeat, bk.FLAG_DUPLICATE, 0).astype(np.int64)
+        result = debitor.debit(columns, rated, skip)
+        applied = np.flatnonzero(result.flags & ~bk.FLAG_INSUFFICIENT_CREDIT == 0)
+        ids = columns.cdr_id.take(applied) if len(applied) else StrColumn.from_strings([])
+        self._remember(ids)
+        self._seq += 1
+        key = _key(b"ids/", self._seq)
+        self._pending.put(key, _ENC.encode(ids.to_list()))
+        self._id_chunks.append((key, len(ids)))
+        self._journal(result.journal, columns.cdr_id, columns.start_us)
+        return result
+
+    def _journal(self, journal: Journal, refs: StrColumn, at_us: np.ndarray[Any, Any]) -> None:
+        if len(journal) == 0:
+            return
+        self._dirty_chunks.update((np.unique(journal.balance) // CHUNK).tolist())
+        chunk = JournalChunk(
+            balance=journal.balance.tolist(),
+            delta=journal.delta.tolist(),
+            after=journal.after.tolist(),
+            reason=journal.reason.tolist(),
+            ref=refs.values_at(journal.record),
+            at_us=at_us[journal.record].tolist(),
+        )
+        self._seq += 1
+        self._pending.put(_key(b"jrn/", self._seq), _ENC.encode(chunk))
+
+    # -- operations --------------------------------------------------------------------
+    def done(self, op_id: str) -> Any | None:
+        """The stored result of operation ``op_id``, if it was applied before."""
+        raw = self.store.get(b"op/" + op_id.encode())
+        if raw is None:
+            for key, value in self._pending.operations():
+                if key == b"op/" + op_id.encode() and value is not None:
+                    raw = value
+        return None if raw is None else msgspec.msgpack.decode(raw)
+
+    def _record_op(self, op_id: str | None, result: Any) -> None:
+        if op_id:
+            self._pending.put(b"op/" + op_id.encode(), _ENC.encode(result))
+
+    def create_account(self, account: Account, balances: Sequence[Balance] = ()) -> int:
+        """A new account with its main balance (and ``balances``, amounts journaled)."""
+        row = self.state.add_account(account)
+        self._log(_AccountCreated(account))
+        for balance in balances:
+            self.add_balance(account.id, balance)
+        return row
+
+    def add_balance(self, account_id: str, balance: Balance, *, op_id: str = "") -> int:
+        account = self.state.row_of(account_id)
+        if balance.amount < 0:
+            msg = f"balance {balance.id!r}: opening amount {balance.amount} is negative"
+            raise BalanceError(msg)
+        row = self.state.add_balance(account, msgspec.structs.replace(balance, amount=0))
+        self._log(_BalanceAdded(account_id, msgspec.structs.replace(balance, amount=0)))
+        if balance.amount:
+            self.change(row, balance.amount, "opening", op_id or f"open:{account_id}:{balance.id}")
+        return row
+
+    def change(
+        self, row: int, delta: int, reason: str, ref: str, *, at_us: int = 0
+    ) -> JournalEntry:
+        """Add ``delta`` to balance ``row`` and journal it (the one way operations change money)."""
+        amounts = self.state.bal.arrays["amount"]
+        before = int(amounts[row])
+        amounts[row] = before + delta
+        at = at_us or _now_us()
+        chunk = JournalChunk([row], [delta], [before + delta], [REASON_CODES[reason]], [ref], [at])
+        self._dirty_chunks.add(row // CHUNK)
+        self._seq += 1
+        self._pending.put(_key(b"jrn/", self._seq), _ENC.encode(chunk))
+        return self._entry(row, delta, before + delta, REASON_CODES[reason], ref, at)
+
+    def set_mode(self, account_id: str, mode: Mode, credit_limit: int, *, at: datetime) -> None:
+        self.state.set_mode(self.state.row_of(account_id), mode, credit_limit)
+        self._log(_ModeChanged(account_id, mode, credit_limit, at))
+
+    def topup(self, account_id: str, balance_id: str, amount: int, *, op_id: str) -> JournalEntry:
+        """Credit ``amount`` (> 0) to a balance; the same ``op_id`` twice changes nothing."""
+        if amount <= 0:
+            msg = f"top-up amount {amount} must be positive"
+            raise BalanceError(msg)
+        row = self.state.balance_row(self.state.row_of(account_id), balance_id)
+        return self._once(op_id, lambda: self.change(row, amount, "topup", op_id))
+
+    def adjust(self, account_id: str, balance_id: str, delta: int, *, op_id: str) -> JournalEntry:
+        """Correct a balance by ``delta`` (either sign), journaled as an adjustment."""
+        row = self.state.balance_row(self.state.row_of(account_id), balance_id)
+        return self._once(op_id, lambda: self.change(row, delta, "adjustment", op_id))
+
+    def transfer(
+        self,
+        account_id: str,
+        source: str,
+        target: str,
+        amount: int,
+        *,
+        rate: tuple[int, int] = (1, 1),
+        op_id: str,
+    ) -> JournalEntry:
+        """Move ``amount`` from one balance of an account to another, converted at
+        ``rate`` = (numerator, denominator) target units per source unit, rounded down.
+
+        Returns the credit's journal entry; the debit is journaled beside it.
+        """
+        account = self.state.row_of(account_id)
+        src = self.state.balance_row(account, source)
+        dst = self.state.balance_row(account, target)
+        num, den = rate
+        if amount <= 0 or num <= 0 or den <= 0:
+            msg = f"transfer: amount {amount} and rate {num}/{den} must be positive"
+            raise BalanceError(msg)
+        available = int(
+            self.state.bal.arrays["amount"][src] - self.state.bal.arrays["reserved"][src]
+        )
+        if amount > available:
+            msg = f"transfer: {source!r} holds {available} available, {amount} asked"
+            raise BalanceError(msg)
+
+        def apply() -> JournalEntry:
+            self.change(src, -amount, "transfer", op_id)
+            return self.change(dst, amount * num // den, "transfer", op_id)
+
+        return self._once(op_id, apply)
+
+    def expire(self, now: datetime) -> list[JournalEntry]:
+        """Zero every balance (main ones excepted) whose validity ended by ``now``."""
+        arrays, size = self.state.bal.arrays, self.state.bal.size
+        now_us = int(now.timestamp()) * 1_000_000 + now.microsecond
+        ended = (arrays["until"][:size] <= now_us) & (arrays["amount"][:size] != 0)
+        entries = []
+        for row in np.flatnonzero(ended).tolist():
+            if self.state.balance_ids[row] == MAIN:
+                continue
+            ref = f"expiry:{self.state.balance_ids[row]}:{now_us}"
+            entries.append(self.change(row, -int(arrays["amount"][row]), "expiry", ref))
+        return entries
+
+    def _once(self, op_id: str, apply: Any) -> JournalEntry:
+        if not op_id:
+            msg = "an operation needs an op_id (it makes retries safe)"
+            raise BalanceError(msg)
+        before = self.done(op_id)
+        if before is not None:
+            return msgspec.convert(before, JournalEntry)
+        entry: JournalEntry = apply()
+        self._record_op(op_id, msgspec.to_builtins(entry))
+        return entry
+
+    def _entry(
+        self, row: int, delta: int, after: int, reason: int, ref: str, at: int
+    ) -> JournalEntry:
+        account = int(self.state.bal.arrays["account"][row])
+        return JournalEntry(
+            account=self.state.accounts[account].id,
+            balance=self.state.balance_ids[row],
+            delta=delta,
+            before=after - delta,
+            after=after,
+            reason=REASONS[reason],
+            ref=ref,
+            at_us=at,
+        )
+
+    # -- reading -----------------------------------------------------------------------
+    def balances(self, account_id: str) -> list[BalanceView]:
+        """The account's balances in paying order."""
+        state = self.state
+        arrays = state.bal.arrays
+        views = []
+        for row in state.chain(state.row_of(account_id)):
+            views.append(
+                BalanceView(
+                    id=state.balance_ids[row],
+                    unit=state.units.units[int(arrays["unit"][row])].name,
+                    amount=int(arrays["amount"][row]),
+                    reserved=int(arrays["reserved"][row]),
+                    weight=int(arrays["weight"][row]),
+                    valid_from_us=int(arrays["from"][row]),
+                    valid_until_us=int(arrays["until"][row]),
+                )
+            )
+        return views
+
+    def journal(self, account_id: str | None = None) -> Iterator[JournalEntry]:
+        """Every journal entry (checkpointed first, then pending), optionally of one account."""
+        wanted = None if account_id is None else self.state.row_of(account_id)
+        chunks = [raw for _, raw in self.store.scan(b"jrn/")]
+        chunks += [v for k, v in self._pending.operations() if k.startswith(b"jrn/") and v]
+        accounts = self.state.bal.arrays["account"]
+        for raw in chunks:
+            chunk = msgspec.msgpack.decode(raw, type=JournalChunk)
+            rows = zip(chunk.balance, chunk.delta, chunk.after, chunk.reason, chunk.ref,
+                       chunk.at_us, strict=True)  # fmt: skip
+            for row, delta, after, reason, ref, at in rows:
+                if wanted is None or int(accounts[row]) == wanted:
+                    yield self._entry(row, delta, after, reason, ref, at)
+
+    # -- durability --------------------------------------------------------------------
+    def checkpoint(self, extra: dict[bytes, bytes] | None = None) -> None:
+        """Write everything since the last checkpoint in one atomic, synced store write."""
+        batch = self._pending
+        amounts = self.state.bal.arrays["amount"]
+        size = self.state.bal.size
+        for chunk in sorted(self._dirty_chunks):
+            values = amounts[chunk * CHUNK : min((chunk + 1) * CHUNK, size)]
+            batch.put(b"amt/%08d" % chunk, values.astype("<i8").tobytes())
+        for key, value in (extra or {}).items():
+            batch.put(key, value)
+        # forget id chunks older than both remembered generations
+        kept = sum(count for _, count in self._id_chunks)
+        while self._id_chunks and kept - self._id_chunks[0][1] >= 2 * self.remember:
+            old, count = self._id_chunks.pop(0)
+            batch.delete(old)
+            kept -= count
+        batch.put(b"meta", _ENC.encode({"seq": self._seq, "at": datetime.now(UTC).isoformat()}))
+        self.store.write(batch)
+        self._pending = WriteBatch()
+        self._dirty_chunks.clear()
+
+    def close(self) -> None:
+        self.checkpoint()
+        self.store.close()
+
+
+__all__ = ["MAIN", "BalanceView", "JournalEntry", "Ledger"]
