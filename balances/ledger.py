@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,8 +36,8 @@ from balances.debit import Debitor, DebitResult, Journal
 from balances.exceptions import BalanceError
 from balances.model import MAIN, Account, Balance, Mode
 from balances.state import BalanceState
-from balances.store import Store, WriteBatch
-from balances.units import UnitCatalog
+from balances.store import RocksStore, Store, WriteBatch
+from balances.units import UnitCatalog, load_units
 from engine.columns import Columns, StrColumn
 from engine.keytable import KeyTable
 from tariffs.rating import RatedBatch
@@ -53,6 +54,7 @@ OPERATION_REASONS = ("opening", "topup", "adjustment", "transfer", "expiry", "vo
 for _code, _name in enumerate(OPERATION_REASONS, start=16):
     REASONS[_code] = _name
 REASON_CODES = {name: code for code, name in REASONS.items()}
+_OWN_PREFIXES = (b"log/", b"amt/", b"jrn/", b"ids/", b"op/")
 
 
 class _Log(msgspec.Struct, tag_field="event", forbid_unknown_fields=True):
@@ -233,6 +235,29 @@ class Ledger:
     def _record_op(self, op_id: str | None, result: Any) -> None:
         if op_id:
             self._pending.put(b"op/" + op_id.encode(), _ENC.encode(result))
+
+    # -- records kept beside the balances (vouchers, referrals) ------------------------
+    def record_op(self, op_id: str, result: Any) -> None:
+        """Remember ``result`` (msgpack-encodable) as operation ``op_id``'s, for :meth:`done`."""
+        self._record_op(op_id, result)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Stage a write of a key outside the ledger's own prefixes for the next checkpoint."""
+        if key.startswith(_OWN_PREFIXES) or key == b"meta":
+            msg = f"key {key!r} belongs to the ledger; keep records under a prefix of your own"
+            raise BalanceError(msg)
+        self._pending.put(key, value)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values of ``keys`` as the next checkpoint leaves them: staged writes first."""
+        staged = dict(self._pending.operations())
+        stored = self.store.get_many([k for k in keys if k not in staged])
+        found = iter(stored)
+        return [staged[k] if k in staged else next(found) for k in keys]
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` as the next checkpoint leaves it (``None``: absent)."""
+        return self.get_many([key])[0]
 
     def create_account(self, account: Account, balances: Sequence[Balance] = ()) -> int:
         """A new account with its main balance (and ``balances``, amounts journaled)."""
@@ -419,4 +444,10 @@ class Ledger:
         self.store.close()
 
 
-__all__ = ["MAIN", "BalanceView", "JournalEntry", "Ledger"]
+def open_ledger(path: Path, units_path: Path | None = None) -> Ledger:
+    """The ledger in RocksDB folder ``path`` (created if missing) with a unit catalog."""
+    units = load_units(units_path) if units_path else load_units()
+    return Ledger(RocksStore(path), units)
+
+
+__all__ = ["MAIN", "BalanceView", "JournalEntry", "Ledger", "open_ledger"]

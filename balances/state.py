@@ -22,6 +22,7 @@ from engine.keytable import KeyTable
 
 NEVER = np.iinfo(np.int64).max  # valid_until of a balance that does not expire
 ALWAYS = np.iinfo(np.int64).min  # valid_from of a balance valid from the start
+MAIN_WEIGHT = -1_000_000  # the main balance pays after every balance of a higher weight
 MODE_CODES = {Mode.PREPAID: 0, Mode.POSTPAID: 1, Mode.HYBRID: 2}
 
 
@@ -114,7 +115,7 @@ class BalanceState:
         self.accounts.append(account)
         self.acc.append(mode=MODE_CODES[account.mode], limit=account.credit_limit,
                         currency=currency)  # fmt: skip
-        main = self.add_balance(row, Balance(id=MAIN, unit=account.currency, weight=-(2**62)))
+        main = self.add_balance(row, Balance(id=MAIN, unit=account.currency, weight=MAIN_WEIGHT))
         self.acc.arrays["main"][row] = main
         return row
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from balances.ledger import open_ledger
+from engine import cli_accounts
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -55,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--rejects", required=True, type=Path, help="rejected records (.jsonl)")
     rate.add_argument("--format", choices=("jsonl", "json", "msgpack", "columnar"), default=None,
                       help="input format (default: by file extension)")  # fmt: skip
-    rate.add_argument("--batch", type=int, default=100_000, help="records per batch")
+    rate.add_argument("--state", type=Path, help="balances store (RocksDB folder) to debit")
+    rate.add_argument("--units", type=Path, help="unit catalog (default: the sample units)")
     rate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    cli_accounts.add_parser(commands)
     return parser
 
 
@@ -88,18 +93,26 @@ def _run_cost(args: argparse.Namespace) -> int:
 
 
 def _run_rate(args: argparse.Namespace) -> int:
-    from engine.rate_file import rate_file
+    from balances.debit import Debitor
+    from engine.rate_file import StatefulRating, rate_file
 
     tariff = load_tariff(args.tariffs, currency=args.currency, timezone=args.timezone)
-    summary = rate_file(
-        Rater(tariff),
-        args.input,
-        out=args.out,
-        rejects=args.rejects,
-        fmt=args.format,
-        batch_size=args.batch,
-        progress=sys.stderr.isatty() and not args.json,
-    )
+    rater = Rater(tariff)
+    with ExitStack() as stack:
+        state = None
+        if args.state:
+            ledger = open_ledger(args.state, args.units)
+            stack.callback(ledger.close)
+            state = StatefulRating(ledger, Debitor(ledger.state, rater))
+        summary = rate_file(
+            rater,
+            args.input,
+            out=args.out,
+            rejects=args.rejects,
+            fmt=args.format,
+            progress=sys.stderr.isatty() and not args.json,
+            state=state,
+        )
     if args.json:
         _print_json(summary.to_dict())
     else:
@@ -107,9 +120,18 @@ def _run_rate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_accounts(args: argparse.Namespace) -> int:
+    answer = cli_accounts.run(args)
+    if args.json:
+        _print_json(answer)
+    else:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(answer)).decode() + "\n")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    runners = {"cost": _run_cost, "rate": _run_rate}
+    runners = {"cost": _run_cost, "rate": _run_rate, "accounts": _run_accounts}
     try:
         return runners[args.command](args)
     except RatewireError as exc:

@@ -20,6 +20,8 @@ from numba import njit
 QUOTE = 34
 BACKSLASH = 92
 TEN = np.uint64(10)
+TRUE = np.frombuffer(b"true", dtype=np.uint8)
+FALSE = np.frombuffer(b"false", dtype=np.uint8)
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -104,18 +106,25 @@ def put_int(out, pos, value):  # type: ignore[no-untyped-def]
 @njit(cache=True, inline="always")
 def put_amount(out, pos, nanos):  # type: ignore[no-untyped-def]
     """Nanos as a quoted decimal string, trailing zeros trimmed (mirrors money.format_amount)."""
+    return put_units(out, pos, nanos, 9)
+
+
+@njit(cache=True, inline="always")
+def put_units(out, pos, value, scale):  # type: ignore[no-untyped-def]
+    """``value`` × 10**-scale as a quoted decimal string (mirrors money.format_units)."""
     out[pos] = QUOTE
     pos += 1
-    if nanos < 0:
+    if value < 0:
         out[pos] = 45
         pos += 1
-        nanos = -nanos
-    pos = put_int(out, pos, nanos // 1_000_000_000)
-    frac = nanos % 1_000_000_000
+        value = -value
+    one = 10**scale
+    pos = put_int(out, pos, value // one)
+    frac = value % one
     if frac:
         out[pos] = 46  # '.'
         pos += 1
-        digits = 9
+        digits = scale
         f = np.uint64(frac)
         while f % TEN == 0:
             f //= TEN
@@ -156,6 +165,18 @@ def rated_lines_kernel(  # type: ignore[no-untyped-def]
     zone_name,
     span_names,
     step_cols,
+    has_debit,
+    paid,
+    covered,
+    dflags,
+    currency_scale,
+    j_start,
+    j_name,
+    j_unit,
+    j_delta,
+    j_after,
+    bnames,
+    bname_off,
     out,
 ):
     """One JSON line per row of ``rows``; returns the bytes written to ``out``.
@@ -248,7 +269,60 @@ def rated_lines_kernel(  # type: ignore[no-untyped-def]
             out[pos] = 125  # '}'
             pos += 1
         out[pos] = 93  # ']'
-        out[pos + 1] = 125  # '}'
-        out[pos + 2] = 10  # '\n'
-        pos += 3
+        pos += 1
+        if has_debit:
+            pos = _put_debit(
+                out, pos, i, k + 11, keys, key_off, paid, covered, dflags, currency_scale,
+                j_start, j_name, j_unit, j_delta, j_after, bnames, bname_off,
+            )  # fmt: skip
+        out[pos] = 125  # '}'
+        out[pos + 1] = 10  # '\n'
+        pos += 2
     return pos
+
+
+@njit(cache=True, inline="always")
+def _put_debit(  # type: ignore[no-untyped-def]
+    out,
+    pos,
+    i,
+    k,
+    keys,
+    key_off,
+    paid,
+    covered,
+    dflags,
+    currency_scale,
+    j_start,
+    j_name,
+    j_unit,
+    j_delta,
+    j_after,
+    bnames,
+    bname_off,
+):
+    """``,"charged":…,"covered":…,"insufficient_credit":…,"balances":[…]`` of record ``i``."""
+    pos = put_raw(out, pos, keys, key_off[k], key_off[k + 1])
+    pos = put_units(out, pos, paid[i], currency_scale)
+    pos = put_raw(out, pos, keys, key_off[k + 1], key_off[k + 2])
+    pos = put_int(out, pos, covered[i])
+    pos = put_raw(out, pos, keys, key_off[k + 2], key_off[k + 3])
+    credit_short = dflags[i] & 1
+    pos = put_raw(out, pos, TRUE, 0, 4) if credit_short else put_raw(out, pos, FALSE, 0, 5)
+    pos = put_raw(out, pos, keys, key_off[k + 3], key_off[k + 4])  # ,"balances":[
+    for r in range(j_start[i], j_start[i + 1]):
+        if r > j_start[i]:
+            out[pos] = 44
+            pos += 1
+        pos = put_raw(out, pos, keys, key_off[k + 4], key_off[k + 5])  # {"balance":
+        pos = put_raw(out, pos, bnames, bname_off[j_name[r]], bname_off[j_name[r] + 1])
+        pos = put_raw(out, pos, keys, key_off[k + 5], key_off[k + 6])  # ,"unit":
+        pos = put_raw(out, pos, bnames, bname_off[j_unit[r]], bname_off[j_unit[r] + 1])
+        pos = put_raw(out, pos, keys, key_off[k + 6], key_off[k + 7])  # ,"delta":
+        pos = put_int(out, pos, j_delta[r])
+        pos = put_raw(out, pos, keys, key_off[k + 7], key_off[k + 8])  # ,"after":
+        pos = put_int(out, pos, j_after[r])
+        out[pos] = 125
+        pos += 1
+    out[pos] = 93
+    return pos + 1

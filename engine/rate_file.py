@@ -25,14 +25,18 @@ from typing import Any, BinaryIO
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
+from balances.debit import Debitor
+from balances.kernels import FLAG_DUPLICATE, FLAG_UNKNOWN_ACCOUNT
+from balances.ledger import Ledger
 from engine.columns import Columns
 from engine.exceptions import DecodeError, UsageInputError
-from engine.rated_output import RatedWriter
+from engine.rated_output import Debits, RatedWriter
 from engine.rejects import Reject, RejectSink
 from engine.wire import Decoded, decode_columnar, decode_jsonl, decode_message_with_rejects
 from engine.wire import records_to_columns as to_columns
-from tariffs.money import format_amount
+from tariffs.money import format_amount, format_units
 from tariffs.rating import PeriodCounters, RatedBatch, Rater
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".msgpack": "msgpack", ".mpk": "msgpack",
@@ -59,6 +63,9 @@ class RateSummary:
     rejected: Counter[str] = field(default_factory=Counter)
     charged: dict[str, int] = field(default_factory=dict)  # currency -> nanos
     seconds: float = 0.0
+    paid: int = 0  # with --state: money paid from balances, in the currency's amount units
+    paid_scale: int = -1  # decimals of those amount units (-1: no --state)
+    insufficient_credit: int = 0  # with --state: records not fully paid
 
     @property
     def records_per_second(self) -> float:
@@ -71,6 +78,10 @@ class RateSummary:
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "charged": {cur: format_amount(n) for cur, n in sorted(self.charged.items())},
+            "paid": {cur: format_units(self.paid, self.paid_scale) for cur in self.charged}
+            if self.paid_scale >= 0
+            else {},
+            "insufficient_credit": self.insufficient_credit,
             "seconds": round(self.seconds, 3),
             "records_per_second": round(self.records_per_second),
         }
@@ -84,6 +95,9 @@ class RateSummary:
         ]
         lines += [f"  {reason:<24} {n:>10,}" for reason, n in d["rejected_by_reason"].items()]
         lines += [f"charged   {amount:>16} {cur}" for cur, amount in d["charged"].items()]
+        lines += [f"paid      {amount:>16} {cur}" for cur, amount in d["paid"].items()]
+        if self.paid_scale >= 0:
+            lines.append(f"insufficient credit {d['insufficient_credit']:>6,}")
         lines.append(f"speed     {d['records_per_second']:>12,} records/s ({d['seconds']} s)")
         return "\n".join(lines) + "\n"
 
@@ -170,22 +184,61 @@ def _line_positions(body: bytes, first: int, decoded: Decoded, source: str) -> l
     return positions[: len(decoded.records)]
 
 
-def _unratable(batch: Batch, rated: RatedBatch) -> list[Reject]:
+def _rejects(batch: Batch, rows: list[int], codes: list[str]) -> list[Reject]:
+    """Rejects for records that decoded but could not be rated or applied."""
     assert batch.columns is not None
     encoder = msgspec.json.Encoder()
-    rejects = []
+    c = batch.columns
     positions = batch.locate() if batch.locate else None
-    for i in np.flatnonzero(rated.error).tolist():
-        code = rated.error_code(i) or "RATING_ERROR"
-        c = batch.columns
+    rejects = []
+    for i, code in zip(rows, codes, strict=True):
         where = positions[i] if positions else f"{batch.raw_source}{i}"
         message = (
             f"rate: {code}: {c.tenant[i]}/{c.category[i]}/{c.subject[i]} → "
-            f"{c.destination[i] or '(any)'} (cdr_id {c.cdr_id[i]})"
+            f"{c.destination[i] or '(any)'} (cdr_id {c.cdr_id[i]}, account {c.account[i]})"
         )
         raw = encoder.encode({"cdr_id": c.cdr_id[i], "account": c.account[i]})
         rejects.append(Reject(source=where, reason=code, message=message, raw=raw))
     return rejects
+
+
+def _unratable(batch: Batch, rated: RatedBatch) -> list[Reject]:
+    rows = np.flatnonzero(rated.error).tolist()
+    return _rejects(batch, rows, [rated.error_code(i) or "RATING_ERROR" for i in rows])
+
+
+def _unapplied(batch: Batch, rated: RatedBatch, flags: npt.NDArray[np.int64]) -> list[Reject]:
+    """Rated records the ledger did not apply: unknown account, or seen before."""
+    rows = np.flatnonzero(
+        (rated.error == 0) & ((flags & (FLAG_UNKNOWN_ACCOUNT | FLAG_DUPLICATE)) != 0)
+    )
+    codes = ["UNKNOWN_ACCOUNT" if flags[i] & FLAG_UNKNOWN_ACCOUNT else "DUPLICATE" for i in rows]
+    return _rejects(batch, rows.tolist(), codes)
+
+
+@dataclass(frozen=True, slots=True)
+class StatefulRating:
+    """What ``--state`` adds: the ledger to debit and the debitor for this tariff."""
+
+    ledger: Ledger
+    debitor: Debitor
+
+    def apply(self, columns: Columns, rated: RatedBatch) -> Debits:
+        result = self.ledger.debit(self.debitor, columns, rated)
+        state, journal = self.ledger.state, result.journal
+        units = state.units.units
+        unit_rows = state.bal.arrays["unit"][journal.balance].tolist()
+        return Debits(
+            paid=result.paid,
+            covered=result.covered,
+            flags=result.flags,
+            currency_scale=units[self.debitor.currency].decimals,
+            journal_record=journal.record,
+            balance=[state.balance_ids[b] for b in journal.balance.tolist()],
+            unit=[units[u].name for u in unit_rows],
+            delta=journal.delta,
+            after=journal.after,
+        )
 
 
 def rate_file(
@@ -195,10 +248,16 @@ def rate_file(
     out: Path,
     rejects: Path,
     fmt: str | None = None,
-    batch_size: int = 100_000,
     progress: bool = False,
+    state: StatefulRating | None = None,
 ) -> RateSummary:
-    """Rate every record of ``path``; write rated records to ``out`` and rejects to ``rejects``."""
+    """Rate every record of ``path``; write rated records to ``out`` and rejects to ``rejects``.
+
+    With ``state``, each batch is also debited from the ledger and checkpointed
+    (the durability point) before the next one is read; records of unknown
+    accounts and records seen before are rejected (``UNKNOWN_ACCOUNT``,
+    ``DUPLICATE``) and change nothing.
+    """
     if not path.is_file():
         msg = f"--in {path}: no such file"
         raise UsageInputError(msg)
@@ -219,8 +278,16 @@ def rate_file(
             bad = _unratable(batch, rated) if rated.error.any() else []
             sink.write(bad)
             summary.read += len(batch.columns)
-            summary.rated += writer.write(batch.columns, rated)
-            charged = int(rated.cost[rated.error == 0].sum())
+            debits = state.apply(batch.columns, rated) if state else None
+            if debits is not None:
+                assert state is not None
+                sink.write(_unapplied(batch, rated, debits.flags))
+                state.ledger.checkpoint()
+                summary.insufficient_credit += int(np.count_nonzero(debits.flags & 1))
+                summary.paid_scale = debits.currency_scale
+                summary.paid += int(debits.paid[writer.rows(rated, debits)].sum())
+            summary.rated += writer.write(batch.columns, rated, debits)
+            charged = int(rated.cost[writer.rows(rated, debits)].sum())
             summary.charged[currency] = summary.charged.get(currency, 0) + charged
             if progress:
                 _progress(summary.read, batch.consumed / total_bytes)

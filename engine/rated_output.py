@@ -16,14 +16,16 @@ from the kernel arrays; :meth:`RatedWriter.encode_slow` is its msgspec twin.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from engine.columns import Columns
+from engine.columns import I64, Columns
 from engine.json_kernel import rated_lines_kernel
 from tariffs.compile import (
     BINDING_DESTINATION,
@@ -38,7 +40,7 @@ from tariffs.compile import (
     CompiledTariff,
 )
 from tariffs.model import ANY
-from tariffs.money import format_amount
+from tariffs.money import format_amount, format_units
 from tariffs.rating import RatedBatch
 
 MEMO_LIMIT = 200_000
@@ -58,7 +60,14 @@ class RatedSpan(msgspec.Struct, frozen=True, gc=False):
     amount: str
 
 
-class RatedRecord(msgspec.Struct, frozen=True, gc=False):
+class BalanceUse(msgspec.Struct, frozen=True, gc=False):
+    balance: str
+    unit: str
+    delta: int
+    after: int
+
+
+class RatedRecord(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     cdr_id: str
     tenant: str
     account: str
@@ -76,6 +85,28 @@ class RatedRecord(msgspec.Struct, frozen=True, gc=False):
     connect_fee: str
     flags: int
     spans: list[RatedSpan]
+    charged: str | None = None  # money paid from balances (with --state)
+    covered: int | None = None  # usage units paid by bundles
+    insufficient_credit: bool | None = None
+    balances: list[BalanceUse] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Debits:
+    """What debiting a batch did, for the rated records (``ratewire rate --state``).
+
+    ``journal_record`` is ascending: the rows of record ``i`` are contiguous.
+    """
+
+    paid: I64
+    covered: I64
+    flags: I64
+    currency_scale: int
+    journal_record: I64
+    balance: list[str]  # per journal row
+    unit: list[str]  # per journal row
+    delta: I64
+    after: I64
 
 
 _RECORD_KEYS = ("cdr_id", "tenant", "account", "category", "subject", "destination",
@@ -100,6 +131,8 @@ class JsonTables:
         keys.append(b',"currency":' + enc(c.tariff.currency) + b',"plan":')
         keys += [b',"zone":', b',"prefix":', b',"connect_fee":', b',"flags":', b',"spans":[']
         keys += [(b"" if i == 0 else b",") + enc(k) + b":" for i, k in enumerate(_SPAN_KEYS)]
+        keys += [b',"charged":', b',"covered":', b',"insufficient_credit":', b',"balances":[']
+        keys += [b'{"balance":', b',"unit":', b',"delta":', b',"after":']
         self.keys, self.key_off = _blob(keys)
         names = [*c.plan_names, *c.destination_names, ANY, *c.drate_names, *c.timing_names,
                  *c.rate_names]  # fmt: skip
@@ -124,7 +157,13 @@ class JsonTables:
             axis=1,
         ).astype(np.int64)
 
-    def encode(self, columns: Columns, rated: RatedBatch, rows: npt.NDArray[np.intp]) -> bytes:
+    def encode(
+        self,
+        columns: Columns,
+        rated: RatedBatch,
+        rows: npt.NDArray[np.intp],
+        debits: Debits | None = None,
+    ) -> bytes:
         cols = [getattr(columns, name) for name in STRING_COLUMNS]
         strings = np.concatenate([col.data for col in cols])
         bases = np.cumsum([0] + [len(col.data) for col in cols[:-1]])
@@ -134,6 +173,8 @@ class JsonTables:
         string_bytes = len(strings)
         spans = len(rated.sp_binding)
         capacity = len(rows) * 700 + spans * 400 + 6 * string_bytes
+        d = _debit_arrays(debits, len(columns))
+        capacity += len(d[5]) * 200 + len(d[-2]) * 6
         out = np.empty(capacity, dtype=np.uint8)
         size = rated_lines_kernel(
             rows, strings, string_offsets,
@@ -141,9 +182,29 @@ class JsonTables:
             rated.plan, rated.prefix_len, rated.first_binding, rated.span_start,
             rated.sp_binding, rated.sp_step, rated.sp_offset, rated.sp_usage, rated.sp_billed,
             rated.sp_amount, self.keys, self.key_off, self.names, self.name_off,
-            self.plan_name, self.zone_name, self.span_names, self.step_cols, out,
+            self.plan_name, self.zone_name, self.span_names, self.step_cols,
+            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], out,
         )  # fmt: skip
         return out[:size].tobytes()
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def _debit_arrays(debits: Debits | None, n: int) -> tuple[Any, ...]:
+    """The kernel's debit arguments (all empty when there is nothing to show)."""
+    if debits is None:
+        empty = np.zeros(1, dtype=np.uint8)
+        return (False, _NONE, _NONE, _NONE, 9, np.zeros(n + 1, np.int64), _NONE, _NONE, _NONE,
+                _NONE, empty, np.zeros(1, np.int64))  # fmt: skip
+    j_start = np.searchsorted(debits.journal_record, np.arange(n + 1)).astype(np.int64)
+    names = sorted({*debits.balance, *debits.unit})
+    where = {name: i for i, name in enumerate(names)}
+    blob, offsets = _blob([msgspec.json.encode(name) for name in names])
+    j_name = np.array([where[b] for b in debits.balance], dtype=np.int64)
+    j_unit = np.array([where[u] for u in debits.unit], dtype=np.int64)
+    return (True, debits.paid, debits.covered, debits.flags, debits.currency_scale, j_start,
+            j_name, j_unit, debits.delta, debits.after, blob, offsets)  # fmt: skip
 
 
 class RatedWriter:
@@ -186,14 +247,27 @@ class RatedWriter:
             )
         return span
 
-    def write(self, columns: Columns, rated: RatedBatch) -> int:
+    def write(self, columns: Columns, rated: RatedBatch, debits: Debits | None = None) -> int:
         """Write the records of ``columns`` that rated without error; return how many."""
-        ok = np.flatnonzero(rated.error == 0)
+        ok = self.rows(rated, debits)
         if len(ok):
-            self._file.write(self._tables.encode(columns, rated, ok))
+            self._file.write(self._tables.encode(columns, rated, ok, debits))
         return len(ok)
 
-    def encode_slow(self, columns: Columns, rated: RatedBatch) -> bytes:
+    @staticmethod
+    def rows(rated: RatedBatch, debits: Debits | None) -> npt.NDArray[np.intp]:
+        """Rated records to write: rated, and (with debits) applied to an account.
+
+        A record with an unknown account or seen before is rejected, not written.
+        """
+        ok = rated.error == 0
+        if debits is not None:
+            ok &= (debits.flags & ~1) == 0  # only insufficient_credit keeps a record
+        return np.flatnonzero(ok)
+
+    def encode_slow(
+        self, columns: Columns, rated: RatedBatch, debits: Debits | None = None
+    ) -> bytes:
         """The same lines as :meth:`write`, one msgspec Struct per record and span.
 
         The obviously-correct twin of :func:`engine.json_kernel.rated_lines_kernel`.
@@ -202,7 +276,7 @@ class RatedWriter:
         if len(self._spans) > MEMO_LIMIT:  # bounded memory on long runs
             self._spans.clear()
             self._amounts.clear()
-        ok = np.flatnonzero(rated.error == 0)
+        ok = self.rows(rated, debits)
         spans = list(
             zip(
                 rated.sp_binding.tolist(),
@@ -251,10 +325,27 @@ class RatedWriter:
                 amount(connect[i]),
                 flags[i],
                 [span(spans[j]) for j in range(bounds[i], bounds[i + 1])],
+                **self._debit_fields(debits, i),
             )
             for k, i in enumerate(ok.tolist())
         ]
         return self._encoder.encode_lines(records)
+
+    @staticmethod
+    def _debit_fields(debits: Debits | None, i: int) -> dict[str, Any]:
+        if debits is None:
+            return {}
+        rows = np.flatnonzero(debits.journal_record == i).tolist()
+        return {
+            "charged": format_units(int(debits.paid[i]), debits.currency_scale),
+            "covered": int(debits.covered[i]),
+            "insufficient_credit": bool(debits.flags[i] & 1),
+            "balances": [
+                BalanceUse(debits.balance[r], debits.unit[r], int(debits.delta[r]),
+                           int(debits.after[r]))
+                for r in rows
+            ],
+        }  # fmt: skip
 
     def close(self) -> None:
         self._file.close()
