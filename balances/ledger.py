@@ -61,8 +61,9 @@ class _Log(msgspec.Struct, tag_field="event", forbid_unknown_fields=True):
     pass
 
 
-class _AccountCreated(_Log, tag="account"):
-    account: Account
+class _AccountsCreated(_Log, tag="accounts"):
+    accounts: list[Account]
+    balances: list[list[Balance]]  # amounts 0: opening amounts are journaled
 
 
 class _BalanceAdded(_Log, tag="balance"):
@@ -77,7 +78,7 @@ class _ModeChanged(_Log, tag="mode"):
     at: datetime
 
 
-_LOG = msgspec.msgpack.Decoder(_AccountCreated | _BalanceAdded | _ModeChanged)
+_LOG = msgspec.msgpack.Decoder(_AccountsCreated | _BalanceAdded | _ModeChanged)
 _ENC = msgspec.msgpack.Encoder()
 
 
@@ -158,8 +159,8 @@ class Ledger:
 
     def _replay(self, event: _Log) -> None:
         state = self.state
-        if isinstance(event, _AccountCreated):
-            state.add_account(event.account)
+        if isinstance(event, _AccountsCreated):
+            state.add_accounts(event.accounts, event.balances)
         elif isinstance(event, _BalanceAdded):
             state.add_balance(state.row_of(event.account), event.balance)
         elif isinstance(event, _ModeChanged):
@@ -261,11 +262,45 @@ class Ledger:
 
     def create_account(self, account: Account, balances: Sequence[Balance] = ()) -> int:
         """A new account with its main balance (and ``balances``, amounts journaled)."""
-        row = self.state.add_account(account)
-        self._log(_AccountCreated(account))
-        for balance in balances:
-            self.add_balance(account.id, balance)
-        return row
+        return int(self.create_accounts([account], [balances])[0])
+
+    def create_accounts(
+        self, accounts: Sequence[Account], balances: Sequence[Sequence[Balance]]
+    ) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Many new accounts at once (an import); all or nothing."""
+        for own in balances:
+            for b in own:
+                if b.amount < 0:
+                    msg = f"balance {b.id!r}: opening amount {b.amount} is negative"
+                    raise BalanceError(msg)
+        empty = [[msgspec.structs.replace(b, amount=0) for b in own] for own in balances]
+        rows = self.state.add_accounts(accounts, empty)
+        self._log(_AccountsCreated(list(accounts), empty))
+        opening = [
+            (self.state.by_id[(int(row), b.id)], b.amount, f"open:{account.id}:{b.id}")
+            for row, account, own in zip(rows.tolist(), accounts, balances, strict=True)
+            for b in own
+            if b.amount
+        ]
+        if opening:
+            self._open(opening)
+        return rows
+
+    def _open(self, opening: list[tuple[int, int, str]]) -> None:
+        """Journal opening amounts as one chunk."""
+        amounts = self.state.bal.arrays["amount"]
+        rows = np.array([o[0] for o in opening], dtype=np.int64)
+        deltas = np.array([o[1] for o in opening], dtype=np.int64)
+        amounts[rows] += deltas
+        at = _now_us()
+        chunk = JournalChunk(
+            balance=rows.tolist(), delta=deltas.tolist(), after=amounts[rows].tolist(),
+            reason=[REASON_CODES["opening"]] * len(rows), ref=[o[2] for o in opening],
+            at_us=[at] * len(rows),
+        )  # fmt: skip
+        self._dirty_chunks.update((np.unique(rows) // CHUNK).tolist())
+        self._seq += 1
+        self._pending.put(_key(b"jrn/", self._seq), _ENC.encode(chunk))
 
     def add_balance(self, account_id: str, balance: Balance, *, op_id: str = "") -> int:
         account = self.state.row_of(account_id)

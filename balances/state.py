@@ -9,6 +9,7 @@ Python side (low rate); usage debits are one kernel call per batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -45,16 +46,22 @@ class _Columns:
         self.arrays: dict[str, I64] = {n: np.full(16, fill.get(n, 0), np.int64) for n in names}
 
     def append(self, **values: int) -> int:
-        row = self.size
-        if row == len(next(iter(self.arrays.values()))):
+        return int(self.extend(1, **{k: np.array([v]) for k, v in values.items()})[0])
+
+    def extend(self, n: int, **values: I64) -> I64:
+        """Append ``n`` rows (fields not given take their fill value); returns their numbers."""
+        start = self.size
+        capacity = len(next(iter(self.arrays.values())))
+        if start + n > capacity:
+            size = max(2 * capacity, start + n)
             for name, array in self.arrays.items():
-                grown = np.full(2 * len(array), self._fill.get(name, 0), np.int64)
-                grown[: len(array)] = array
+                grown = np.full(size, self._fill.get(name, 0), np.int64)
+                grown[:start] = array[:start]
                 self.arrays[name] = grown
         for name, value in values.items():
-            self.arrays[name][row] = value
-        self.size += 1
-        return row
+            self.arrays[name][start : start + n] = value
+        self.size += n
+        return np.arange(start, start + n, dtype=np.int64)
 
 
 ACCOUNT_FIELDS = ("mode", "limit", "head", "main", "points", "count", "currency")
@@ -106,18 +113,88 @@ class BalanceState:
 
     # -- changes (Python side: accounts and balances are created at low rate) ----------
     def add_account(self, account: Account) -> int:
-        ids = StrColumn.from_strings([account.id])
-        if int(self.index.lookup(ids)[0]) >= 0:
-            msg = f"account {account.id!r} exists already"
+        return int(self.add_accounts([account], [()])[0])
+
+    def add_accounts(
+        self, accounts: Sequence[Account], balances: Sequence[Sequence[Balance]]
+    ) -> I64:
+        """New accounts, each with its main balance and ``balances`` (amounts 0: the caller
+        journals opening amounts). All or nothing: a bad account or balance changes nothing.
+        """
+        ids = [a.id for a in accounts]
+        column = StrColumn.from_strings(ids)
+        known = self.index.lookup(column)
+        if len(set(ids)) != len(ids) or (known >= 0).any():
+            twice = next(i for i in ids if ids.count(i) > 1) if len(set(ids)) != len(ids) else None
+            name = twice or ids[int(np.argmax(known >= 0))]
+            msg = f"account {name!r} exists already"
             raise BalanceError(msg)
-        currency = self.units.money(account.currency)
-        row = int(self.index.lookup(ids, insert=True)[0])
-        self.accounts.append(account)
-        self.acc.append(mode=MODE_CODES[account.mode], limit=account.credit_limit,
-                        currency=currency)  # fmt: skip
-        main = self.add_balance(row, Balance(id=MAIN, unit=account.currency, weight=MAIN_WEIGHT))
-        self.acc.arrays["main"][row] = main
-        return row
+        currencies = [self.units.money(a.currency) for a in accounts]
+        specs = [
+            [Balance(id=MAIN, unit=a.currency, weight=MAIN_WEIGHT), *own]
+            for a, own in zip(accounts, balances, strict=True)
+        ]
+        rows = self._balance_rows(specs)  # validates before anything changes
+        first = self.index.lookup(column, insert=True)
+        self.accounts.extend(accounts)
+        self.acc.extend(
+            len(accounts),
+            mode=np.array([MODE_CODES[a.mode] for a in accounts], dtype=np.int64),
+            limit=np.array([a.credit_limit for a in accounts], dtype=np.int64),
+            currency=np.array(currencies, dtype=np.int64),
+            count=np.array([len(s) for s in specs], dtype=np.int64),
+        )
+        account_of = np.repeat(first, [len(s) for s in specs])
+        new = self.bal.extend(len(account_of), account=account_of, **rows)
+        for row, account, spec in zip(new.tolist(), account_of.tolist(),
+                                      (b for s in specs for b in s), strict=True):  # fmt: skip
+            self.balance_ids.append(spec.id)
+            self.by_id[(account, spec.id)] = row
+        self._link_all(new)
+        return first
+
+    def _balance_rows(self, specs: list[list[Balance]]) -> dict[str, I64]:
+        columns: dict[str, list[int]] = {k: [] for k in ("unit", "weight", "from", "until",
+                                                         "filter", "created")}  # fmt: skip
+        created = self.bal.size
+        for own in specs:
+            if len({b.id for b in own}) != len(own):
+                msg = f"balance ids repeat in {[b.id for b in own]}"
+                raise BalanceError(msg)
+            for balance in own:
+                start = micros(balance.valid_from, ALWAYS)
+                until = micros(balance.valid_until, NEVER)
+                if until <= start:
+                    msg = f"balance {balance.id!r}: valid_until is not after valid_from"
+                    raise BalanceError(msg)
+                columns["unit"].append(self.units.require(balance.unit))
+                columns["weight"].append(balance.weight)
+                columns["from"].append(start)
+                columns["until"].append(until)
+                columns["filter"].append(self._filter(balance.filter))
+                columns["created"].append(created)
+                created += 1
+        return {k: np.array(v, dtype=np.int64) for k, v in columns.items()}
+
+    def _link_all(self, rows: I64) -> None:
+        """Chain new balance rows of new accounts in paying order; set main and points."""
+        bal, acc = self.bal.arrays, self.acc.arrays
+        account = bal["account"][rows]
+        order = rows[np.lexsort((bal["created"][rows], bal["until"][rows], -bal["weight"][rows],
+                                 account))]  # fmt: skip
+        same = bal["account"][order[1:]] == bal["account"][order[:-1]]
+        bal["next"][order[:-1]] = np.where(same, order[1:], -1)
+        bal["next"][order[-1:]] = -1
+        starts = np.concatenate([[True], ~same])
+        acc["head"][bal["account"][order[starts]]] = order[starts]
+        names = self.balance_ids
+        points = [u for u, unit in enumerate(self.units.units) if unit.measure.value == "points"]
+        for row in order.tolist():  # main and first points balance of each account
+            a = int(bal["account"][row])
+            if names[row] == MAIN and int(bal["unit"][row]) == int(acc["currency"][a]):
+                acc["main"][a] = row
+            if int(bal["unit"][row]) in points and acc["points"][a] < 0:
+                acc["points"][a] = row
 
     def add_balance(self, account: int, balance: Balance) -> int:
         """A new balance row (amount 0: the caller journals the opening amount)."""

@@ -113,11 +113,11 @@ class Store(abc.ABC):
 
 
 class _Scan(Iterator[tuple[bytes, bytes]]):
-    """A store's scan that the store can end when it closes.
+    """A store's scan: rows from ``prefix`` on, ending at the first without it.
 
-    rocksdict iterators keep RocksDB (and its directory lock) alive after
-    ``Rdict.close()``, so an abandoned scan would stop the store from being
-    reopened in this process; the store therefore releases its live scans.
+    The store ends its live scans when it closes: a rocksdict iterator keeps
+    RocksDB (and its directory lock) alive after ``Rdict.close()``, so an
+    abandoned scan would stop the store from being reopened in this process.
     """
 
     __slots__ = ("__weakref__", "_ended_by_close", "_prefix", "_rows", "_store")
@@ -210,6 +210,7 @@ class StoreOptions:
     batch becomes durable. With ``sync=False`` an acknowledged batch survives
     a crash of the process (it is in the OS page cache) but not of the machine.
     ``write_buffer_mb``: memtable size before it is flushed to disk.
+    ``block_cache_mb``: this store's cache of uncompressed table blocks (hot balances).
     ``max_open_files``: table files kept open, ``-1`` for all of them.
     ``compression``: how table files are compressed.
     ``keep_log_files``: RocksDB info LOG files kept (each open starts one).
@@ -217,6 +218,7 @@ class StoreOptions:
 
     sync: bool = True
     write_buffer_mb: int = 64
+    block_cache_mb: int = 64
     max_open_files: int = 512
     compression: Compression = "lz4"
     keep_log_files: int = 10
@@ -225,6 +227,8 @@ class StoreOptions:
         problems = []
         if self.write_buffer_mb < 1:
             problems.append(f"write_buffer_mb must be at least 1, got {self.write_buffer_mb}")
+        if self.block_cache_mb < 1:
+            problems.append(f"block_cache_mb must be at least 1, got {self.block_cache_mb}")
         if self.max_open_files < 1 and self.max_open_files != -1:
             problems.append(f"max_open_files must be -1 or positive, got {self.max_open_files}")
         if self.compression not in ("none", "snappy", "lz4", "zstd"):
@@ -246,6 +250,9 @@ class StoreOptions:
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_write_buffer_size(self.write_buffer_mb * _MIB)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(rocksdict.Cache(self.block_cache_mb * _MIB))
+        options.set_block_based_table_factory(table)
         options.set_max_open_files(self.max_open_files)
         options.set_compression_type(_compression_type(self.compression))
         options.set_keep_log_file_num(self.keep_log_files)
@@ -375,8 +382,8 @@ def _open_failure(path: Path, exc: Exception) -> str:
     reason = str(exc)
     if "lock hold by current process" in reason:
         action = (
-            "this process already has the store open; close that RocksStore (and drop"
-            " its scans) before opening the store again"
+            "this process already has the store open; close the RocksStore that holds it"
+            " before opening it again (a worker opens each partition's store once)"
         )
     elif "LOCK" in reason:
         action = (
