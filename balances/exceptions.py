@@ -137,3 +137,31 @@ class ReferralAlreadyRewardedError(ReferralError):
     """A referee whose referral was rewarded before (the message says by whom and when)."""
 
     code = "REFERRAL_ALREADY_REWARDED"
+
+
+class ReservationError(BalanceError):
+    """Root of the reservation errors; raised itself for a request that cannot be served
+    as asked (a requested usage that is not positive, a negative actual usage)."""
+
+    code = "RESERVATION_ERROR"
+
+
+class UnknownReservationError(ReservationError):
+    """A commit or release names a reservation this ledger does not hold: never granted
+    here, or finished longer ago than finished reservations are kept.
+
+    Caller action: commit with the ``reservation_id`` of the grant; a commit retried
+    after that long needs an ``op_id`` to be recognised.
+    """
+
+    code = "RESERVATION_UNKNOWN"
+
+
+class ReservationFinishedError(ReservationError):
+    """A commit or release of a reservation that holds nothing any more: it was released,
+    expired (the message says when) or, for a release, committed.
+
+    Caller action: usage of an expired reservation was never charged; rate it as a CDR.
+    """
+
+    code = "RESERVATION_FINISHED"

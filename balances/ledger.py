@@ -5,8 +5,10 @@ holds what rebuilds it. Keys:
 
 - ``log/<seq>``: structure changes in order (account created, balance
   added, mode changed), replayed on open so rows get the same numbers;
-- ``amt/<chunk>``: balance amounts, ``CHUNK`` rows per value, written for
-  the chunks that changed;
+- ``amt/<chunk>``: a snapshot of balance amounts, ``CHUNK`` rows per value;
+- ``dlt/<seq>``: the rows that changed since, with their amounts (one value
+  per checkpoint, applied in order on open; folded into a new snapshot once
+  they add up to as many rows as the snapshot);
 - ``jrn/<seq>``: one journal chunk per debited batch or operation;
 - ``ids/<seq>``: the ``cdr_id``s a batch applied (the replay window);
 - ``op/<op id>``: the result of an idempotent operation;
@@ -33,16 +35,17 @@ import numpy as np
 
 from balances import kernels as bk
 from balances.debit import Debitor, DebitResult, Journal
-from balances.exceptions import BalanceError
+from balances.exceptions import BalanceError, OperationConflictError
 from balances.model import MAIN, Account, Balance, Mode
 from balances.state import BalanceState
 from balances.store import RocksStore, Store, WriteBatch
 from balances.units import UnitCatalog, load_units
-from engine.columns import Columns, StrColumn
+from engine.columns import I64, Columns, StrColumn
 from engine.keytable import KeyTable
 from tariffs.rating import RatedBatch
 
 CHUNK = 1 << 16
+LOG_ACCOUNTS = 10_000  # accounts per structure-log value
 REASONS = {
     bk.USAGE_ITEMS: "usage_items",
     bk.USAGE_MONEY: "usage_money",
@@ -54,7 +57,7 @@ OPERATION_REASONS = ("opening", "topup", "adjustment", "transfer", "expiry", "vo
 for _code, _name in enumerate(OPERATION_REASONS, start=16):
     REASONS[_code] = _name
 REASON_CODES = {name: code for code, name in REASONS.items()}
-_OWN_PREFIXES = (b"log/", b"amt/", b"jrn/", b"ids/", b"op/")
+_OWN_PREFIXES = (b"log/", b"amt/", b"dlt/", b"jrn/", b"ids/", b"op/")
 
 
 class _Log(msgspec.Struct, tag_field="event", forbid_unknown_fields=True):
@@ -82,15 +85,48 @@ _LOG = msgspec.msgpack.Decoder(_AccountsCreated | _BalanceAdded | _ModeChanged)
 _ENC = msgspec.msgpack.Encoder()
 
 
-class JournalChunk(msgspec.Struct, array_like=True, frozen=True):
-    """Journal rows as columns: balance row, delta, after, reason code, ref, time."""
+class StrPack(msgspec.Struct, array_like=True, frozen=True):
+    """A string column as stored: UTF-8 bytes back to back and int64 offsets."""
 
-    balance: list[int]
-    delta: list[int]
-    after: list[int]
-    reason: list[int]
-    ref: list[str]  # the record's cdr_id or the operation's id
-    at_us: list[int]
+    data: bytes
+    offsets: bytes
+
+    @classmethod
+    def of(cls, column: StrColumn) -> StrPack:
+        return cls(column.data.tobytes(), column.offsets.astype("<i8").tobytes())
+
+    def column(self) -> StrColumn:
+        data = np.frombuffer(self.data, dtype=np.uint8)
+        return StrColumn(data, np.frombuffer(self.offsets, dtype="<i8").astype(np.int64))
+
+
+class JournalChunk(msgspec.Struct, array_like=True, frozen=True):
+    """Journal rows as packed little-endian int64 columns plus their refs (cdr_id or op id)."""
+
+    balance: bytes
+    delta: bytes
+    after: bytes
+    reason: bytes
+    at_us: bytes
+    refs: StrPack
+
+    @classmethod
+    def build(cls, balance: I64, delta: I64, after: I64, reason: I64, at_us: I64,
+              refs: StrColumn) -> JournalChunk:  # fmt: skip
+        def pack(a: I64) -> bytes:
+            return np.asarray(a, dtype="<i8").tobytes()
+
+        return cls(pack(balance), pack(delta), pack(after), pack(reason), pack(at_us),
+                   StrPack.of(refs))  # fmt: skip
+
+    def rows(self) -> Iterator[tuple[int, int, int, int, str, int]]:
+        def unpack(b: bytes) -> list[int]:
+            values: list[int] = np.frombuffer(b, dtype="<i8").tolist()
+            return values
+
+        return zip(unpack(self.balance), unpack(self.delta), unpack(self.after),
+                   unpack(self.reason), self.refs.column().to_list(), unpack(self.at_us),
+                   strict=True)  # fmt: skip
 
 
 class JournalEntry(msgspec.Struct, frozen=True):
@@ -136,7 +172,9 @@ class Ledger:
         self.remember = remember
         self._seen = [KeyTable(), KeyTable()]  # current, previous generation
         self._pending = WriteBatch()
-        self._dirty_chunks: set[int] = set()
+        self._dirty: list[np.ndarray[Any, np.dtype[np.int64]]] = []  # rows changed since checkpoint
+        self._delta_rows = 0  # rows in dlt/ values since the last snapshot
+        self._snapshot_rows = 0
         self._id_chunks: list[tuple[bytes, int]] = []  # ids/ keys and their counts, oldest first
         self._seq = 0
         self._load()
@@ -152,10 +190,15 @@ class Ledger:
             chunk = int(key[4:])
             values = np.frombuffer(raw, dtype="<i8")
             amounts[chunk * CHUNK : chunk * CHUNK + len(values)] = values
+            self._snapshot_rows = chunk * CHUNK + len(values)
+        for _, raw in self.store.scan(b"dlt/"):
+            pairs = np.frombuffer(raw, dtype="<i8").reshape(2, -1)
+            amounts[pairs[0]] = pairs[1]
+            self._delta_rows += pairs.shape[1]
         for key, raw in self.store.scan(b"ids/"):
-            ids = msgspec.msgpack.decode(raw, type=list[str])
+            ids = msgspec.msgpack.decode(raw, type=StrPack).column()
             self._id_chunks.append((key, len(ids)))
-            self._remember(StrColumn.from_strings(ids))
+            self._remember(ids)
 
     def _replay(self, event: _Log) -> None:
         state = self.state
@@ -181,7 +224,8 @@ class Ledger:
         """Which ids were applied before (within the remembered window)."""
         found = np.zeros(len(ids), dtype=np.bool_)
         for table in self._seen:
-            found |= table.lookup(ids) >= 0
+            if len(table):
+                found |= table.lookup(ids) >= 0
         return found
 
     # -- usage -------------------------------------------------------------------------
@@ -192,7 +236,8 @@ class Ledger:
         """
         n = len(columns)
         repeat = self.seen(columns.cdr_id)
-        items = KeyTable().lookup(columns.cdr_id, insert=True)
+        batch_ids = KeyTable(capacity=2 * n, arena_bytes=len(columns.cdr_id.data) + n)
+        items = batch_ids.lookup(columns.cdr_id, insert=True)
         first_row = np.full(n, n, dtype=np.int64)
         np.minimum.at(first_row, items, np.arange(n))
         repeat |= first_row[items] != np.arange(n)  # a later copy within this batch
@@ -203,7 +248,7 @@ class Ledger:
         self._remember(ids)
         self._seq += 1
         key = _key(b"ids/", self._seq)
-        self._pending.put(key, _ENC.encode(ids.to_list()))
+        self._pending.put(key, _ENC.encode(StrPack.of(ids)))
         self._id_chunks.append((key, len(ids)))
         self._journal(result.journal, columns.cdr_id, columns.start_us)
         return result
@@ -211,15 +256,11 @@ class Ledger:
     def _journal(self, journal: Journal, refs: StrColumn, at_us: np.ndarray[Any, Any]) -> None:
         if len(journal) == 0:
             return
-        self._dirty_chunks.update((np.unique(journal.balance) // CHUNK).tolist())
-        chunk = JournalChunk(
-            balance=journal.balance.tolist(),
-            delta=journal.delta.tolist(),
-            after=journal.after.tolist(),
-            reason=journal.reason.tolist(),
-            ref=refs.values_at(journal.record),
-            at_us=at_us[journal.record].tolist(),
-        )
+        self._dirty.append(journal.balance)
+        chunk = JournalChunk.build(
+            journal.balance, journal.delta, journal.after, journal.reason,
+            at_us[journal.record], refs.take(journal.record),
+        )  # fmt: skip
         self._seq += 1
         self._pending.put(_key(b"jrn/", self._seq), _ENC.encode(chunk))
 
@@ -249,6 +290,13 @@ class Ledger:
             raise BalanceError(msg)
         self._pending.put(key, value)
 
+    def delete(self, key: bytes) -> None:
+        """Stage a delete of a key outside the ledger's own prefixes for the next checkpoint."""
+        if key.startswith(_OWN_PREFIXES) or key == b"meta":
+            msg = f"key {key!r} belongs to the ledger; keep records under a prefix of your own"
+            raise BalanceError(msg)
+        self._pending.delete(key)
+
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """The values of ``keys`` as the next checkpoint leaves them: staged writes first."""
         staged = dict(self._pending.operations())
@@ -275,7 +323,9 @@ class Ledger:
                     raise BalanceError(msg)
         empty = [[msgspec.structs.replace(b, amount=0) for b in own] for own in balances]
         rows = self.state.add_accounts(accounts, empty)
-        self._log(_AccountsCreated(list(accounts), empty))
+        for lo in range(0, len(accounts), LOG_ACCOUNTS):  # keep each log value small
+            hi = lo + LOG_ACCOUNTS
+            self._log(_AccountsCreated(list(accounts[lo:hi]), empty[lo:hi]))
         opening = [
             (self.state.by_id[(int(row), b.id)], b.amount, f"open:{account.id}:{b.id}")
             for row, account, own in zip(rows.tolist(), accounts, balances, strict=True)
@@ -293,12 +343,11 @@ class Ledger:
         deltas = np.array([o[1] for o in opening], dtype=np.int64)
         amounts[rows] += deltas
         at = _now_us()
-        chunk = JournalChunk(
-            balance=rows.tolist(), delta=deltas.tolist(), after=amounts[rows].tolist(),
-            reason=[REASON_CODES["opening"]] * len(rows), ref=[o[2] for o in opening],
-            at_us=[at] * len(rows),
+        chunk = JournalChunk.build(
+            rows, deltas, amounts[rows], np.full(len(rows), REASON_CODES["opening"]),
+            np.full(len(rows), at), StrColumn.from_strings([o[2] for o in opening]),
         )  # fmt: skip
-        self._dirty_chunks.update((np.unique(rows) // CHUNK).tolist())
+        self._dirty.append(rows)
         self._seq += 1
         self._pending.put(_key(b"jrn/", self._seq), _ENC.encode(chunk))
 
@@ -321,8 +370,11 @@ class Ledger:
         before = int(amounts[row])
         amounts[row] = before + delta
         at = at_us or _now_us()
-        chunk = JournalChunk([row], [delta], [before + delta], [REASON_CODES[reason]], [ref], [at])
-        self._dirty_chunks.add(row // CHUNK)
+        one = np.array
+        chunk = JournalChunk.build(one([row]), one([delta]), one([before + delta]),
+                                   one([REASON_CODES[reason]]), one([at]),
+                                   StrColumn.from_strings([ref]))  # fmt: skip
+        self._dirty.append(np.array([row], dtype=np.int64))
         self._seq += 1
         self._pending.put(_key(b"jrn/", self._seq), _ENC.encode(chunk))
         return self._entry(row, delta, before + delta, REASON_CODES[reason], ref, at)
@@ -398,7 +450,11 @@ class Ledger:
             raise BalanceError(msg)
         before = self.done(op_id)
         if before is not None:
-            return msgspec.convert(before, JournalEntry)
+            try:
+                return msgspec.convert(before, JournalEntry)
+            except msgspec.ValidationError:
+                msg = f"op id {op_id!r} was used for another kind of operation; use a new one"
+                raise OperationConflictError(msg) from None
         entry: JournalEntry = apply()
         self._record_op(op_id, msgspec.to_builtins(entry))
         return entry
@@ -446,9 +502,7 @@ class Ledger:
         accounts = self.state.bal.arrays["account"]
         for raw in chunks:
             chunk = msgspec.msgpack.decode(raw, type=JournalChunk)
-            rows = zip(chunk.balance, chunk.delta, chunk.after, chunk.reason, chunk.ref,
-                       chunk.at_us, strict=True)  # fmt: skip
-            for row, delta, after, reason, ref, at in rows:
+            for row, delta, after, reason, ref, at in chunk.rows():
                 if wanted is None or int(accounts[row]) == wanted:
                     yield self._entry(row, delta, after, reason, ref, at)
 
@@ -456,11 +510,7 @@ class Ledger:
     def checkpoint(self, extra: dict[bytes, bytes] | None = None) -> None:
         """Write everything since the last checkpoint in one atomic, synced store write."""
         batch = self._pending
-        amounts = self.state.bal.arrays["amount"]
-        size = self.state.bal.size
-        for chunk in sorted(self._dirty_chunks):
-            values = amounts[chunk * CHUNK : min((chunk + 1) * CHUNK, size)]
-            batch.put(b"amt/%08d" % chunk, values.astype("<i8").tobytes())
+        self._persist_amounts(batch)
         for key, value in (extra or {}).items():
             batch.put(key, value)
         # forget id chunks older than both remembered generations
@@ -472,7 +522,29 @@ class Ledger:
         batch.put(b"meta", _ENC.encode({"seq": self._seq, "at": datetime.now(UTC).isoformat()}))
         self.store.write(batch)
         self._pending = WriteBatch()
-        self._dirty_chunks.clear()
+        self._dirty.clear()
+
+    def _persist_amounts(self, batch: WriteBatch) -> None:
+        """Changed rows as one delta value, or a new snapshot when deltas outgrow it."""
+        amounts, size = self.state.bal.arrays["amount"], self.state.bal.size
+        if not self._dirty:
+            return  # new rows start at 0, as they load when no value names them
+        rows = np.unique(np.concatenate(self._dirty))
+        if self._delta_rows + len(rows) <= max(size, CHUNK):
+            self._seq += 1
+            pairs = np.stack([rows, amounts[rows]]).astype("<i8")
+            batch.put(_key(b"dlt/", self._seq), pairs.tobytes())
+            self._delta_rows += len(rows)
+            return
+        for chunk in range(0, (size + CHUNK - 1) // CHUNK):  # a full snapshot
+            values = amounts[chunk * CHUNK : min((chunk + 1) * CHUNK, size)]
+            batch.put(b"amt/%08d" % chunk, values.astype("<i8").tobytes())
+        for key, _ in self.store.scan(b"dlt/"):
+            batch.delete(key)
+        for key, value in list(batch.operations()):
+            if key.startswith(b"dlt/") and value is not None:
+                batch.delete(key)
+        self._snapshot_rows, self._delta_rows = size, 0
 
     def close(self) -> None:
         self.checkpoint()

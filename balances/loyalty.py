@@ -72,7 +72,7 @@ class LoyaltyRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class _OfferFile(msgspec.Struct, forbid_unknown_fields=True):
     points: int
     unit: str
-    amount: int | str  # whole units of `unit`; never a float
+    amount: int | str | float  # whole units of `unit`; a float is refused with advice
     points_unit: str = "points"
 
 
@@ -106,10 +106,12 @@ def _offer(units: UnitCatalog, where: str, name: str, raw: _OfferFile) -> Offer:
         problem = f"points_unit: {raw.points_unit!r} is not a unit of measure points"
     elif raw.points <= 0:
         problem = f"points: {raw.points} must be positive"
+    elif isinstance(raw.amount, float):
+        problem = f'amount: {raw.amount} is a float; write it as a string ("{raw.amount}"), exact'
     if problem:
         msg = f"{where}.{problem}"
         raise LoyaltyError(msg)
-    amount = scaled_amount(raw.amount, units[raw.unit].decimals, f"{where}.amount")
+    amount = scaled_amount(str(raw.amount), units[raw.unit].decimals, f"{where}.amount")
     return Offer(
         name=name, points=raw.points, unit=raw.unit, amount=amount, points_unit=raw.points_unit
     )

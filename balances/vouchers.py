@@ -3,9 +3,9 @@
 A code is 16 characters of Crockford's base-32 alphabet (digits and capitals
 without I, L, O and U), typed in groups of four: ``7KQ2-M9XD-A4TN-83WR``.
 Fifteen characters are random (``secrets``: 75 bits, so guessing a code is
-hopeless) and the last is a Luhn mod-32 check character, so a mistyped
-character (or two swapped neighbours) is reported as a typo before any
-lookup. Reading is forgiving: lower case, spaces and dashes are accepted, and
+hopeless) and the last is a Luhn mod-32 check character, so any one
+mistyped character, and any two swapped neighbours but 0 and Z, is reported
+as a typo before any lookup. Reading is forgiving: lower case, spaces and dashes are accepted, and
 O reads as 0, I and L as 1. A batch may put a short prefix of its own in front
 (``XMAS-7KQ2-…``); the check character covers it too.
 
@@ -54,6 +54,7 @@ from balances.state import ALWAYS, NEVER, micros
 from engine.columns import StrColumn
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base 32: no I, L, O, U
+RADIX = len(ALPHABET)
 BODY = 16  # characters after the prefix; the last one is the check character
 GROUP = 4  # characters per typed group
 MAX_PREFIX = 8
@@ -109,11 +110,11 @@ def _batch_key(batch_id: str) -> bytes:
 
 # -- codes -----------------------------------------------------------------------------
 def _luhn(values: Sequence[int], factor: int) -> int:
-    """Luhn mod N (N = 32): every other value from the right doubled, digits summed in base N."""
+    """Luhn mod N (N = RADIX): every other value from the right doubled, digits summed in base N."""
     total = 0
     for value in reversed(values):
         addend = factor * value
-        total += addend // len(ALPHABET) + addend % len(ALPHABET)
+        total += addend // RADIX + addend % RADIX
         factor = 3 - factor
     return total
 
@@ -121,12 +122,13 @@ def _luhn(values: Sequence[int], factor: int) -> int:
 def check_character(payload: str) -> str:
     """The character that makes ``payload`` + it a valid code."""
     total = _luhn([_VALUE[c] for c in payload], 2)
-    return ALPHABET[-total % len(ALPHABET)]
+    return ALPHABET[-total % RADIX]
 
 
 def new_code(prefix: str = "") -> str:
     """A fresh random code (without dashes) starting with ``prefix``."""
-    payload = prefix + "".join(secrets.choice(ALPHABET) for _ in range(BODY - 1))
+    bits = secrets.randbits(5 * (BODY - 1))  # 5 bits a character: uniform over the alphabet
+    payload = prefix + "".join(ALPHABET[(bits >> 5 * i) & (RADIX - 1)] for i in range(BODY - 1))
     return payload + check_character(payload)
 
 
@@ -146,7 +148,7 @@ def normalize(text: str) -> str:
             f" (up to {BODY + MAX_PREFIX} with a prefix); check the code and type it again"
         )
         raise VoucherMistypedError(msg)
-    if _luhn([_VALUE[c] for c in code], 1) % len(ALPHABET):
+    if _luhn([_VALUE[c] for c in code], 1) % RADIX:
         msg = (
             f"voucher code {text!r}: the check character does not match, so a character is"
             " mistyped or two are swapped; check the code and type it again"
@@ -309,7 +311,7 @@ def _check_redeemable(voucher: Voucher, at: datetime) -> None:
         msg = f"{name} is valid from {voucher.valid_from.isoformat()}, not at {at.isoformat()}"
         raise VoucherNotYetValidError(msg)
     if at >= voucher.valid_until:
-        msg = f"{name} expired at {voucher.valid_until.isoformat()} (now {at.isoformat()})"
+        msg = f"{name} expired at {voucher.valid_until.isoformat()}, before {at.isoformat()}"
         raise VoucherExpiredError(msg)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,9 +60,19 @@ class StrColumn:
         data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         return cls(data, offsets)
 
-    def take(self, index: I64) -> StrColumn:
-        """The values at ``index``, in that order."""
-        return StrColumn.from_strings([self[int(i)] for i in index])
+    def take(self, index: npt.NDArray[np.integer[Any]]) -> StrColumn:
+        """The values at ``index``, in that order (numpy only, no Python string per value)."""
+        starts = self.offsets[index]
+        return gather(self.data, starts, self.offsets[np.asarray(index) + 1] - starts)
+
+
+def gather(data: U8, starts: I64, lengths: I64) -> StrColumn:
+    """The values ``data[starts[i] : starts[i] + lengths[i]]`` as a new StrColumn."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    # each output byte's source index: its value's start, plus its place in the value
+    shift = np.repeat(starts - offsets[:-1], lengths)
+    return StrColumn(data[shift + np.arange(offsets[-1])], offsets)
 
 
 @dataclass(frozen=True, slots=True)

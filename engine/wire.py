@@ -33,7 +33,7 @@ from typing import Any, Final, Literal, NamedTuple
 import msgspec
 import numpy as np
 
-from engine.columns import I64, KIND_EVENT, KIND_NAMES, Columns, StrColumn
+from engine.columns import I64, KIND_EVENT, KIND_NAMES, Columns, StrColumn, gather
 from engine.exceptions import DecodeError
 from engine.records import MAX_USAGE, RECORD_TYPES, Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
@@ -407,16 +407,7 @@ def _fill_empty(column: StrColumn, fallback: StrColumn) -> StrColumn:
         return fallback
     starts = np.where(empty, fallback.offsets[:-1] + len(column.data), column.offsets[:-1])
     lengths = np.where(empty, np.diff(fallback.offsets), lengths)
-    return _gather(np.concatenate([column.data, fallback.data]), starts, lengths)
-
-
-def _gather(data: np.ndarray[Any, Any], starts: I64, lengths: I64) -> StrColumn:
-    """The values ``data[starts[i] : starts[i] + lengths[i]]`` as a new StrColumn."""
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    # Each output byte's source index: its value's start, plus its place in the value.
-    shift = np.repeat(starts - offsets[:-1], lengths)
-    return StrColumn(data[shift + np.arange(offsets[-1])], offsets)
+    return gather(np.concatenate([column.data, fallback.data]), starts, lengths)
 
 
 # --- columnar batches -----------------------------------------------------------
@@ -493,7 +484,7 @@ def columnar_to_columns(batch: ColumnarBatch) -> Columns:
     categories = strings["category"]
     missing = (np.diff(categories.offsets) == 0) & (kind == KIND_EVENT)
     _first_bad("category", missing, "is empty; an event must name its category")
-    defaults = _gather(
+    defaults = gather(
         _DEFAULT_CATEGORIES.data,
         _DEFAULT_CATEGORIES.offsets[kind],
         np.diff(_DEFAULT_CATEGORIES.offsets)[kind],
