@@ -131,13 +131,22 @@ class Debitor:
         self._compiled_filters = len(filters)
 
     def debit(
-        self, columns: Columns, rated: RatedBatch, skip: npt.NDArray[np.int64] | None = None
+        self,
+        columns: Columns,
+        rated: RatedBatch,
+        skip: npt.NDArray[np.int64] | None = None,
+        *,
+        account: I64 | None = None,
     ) -> DebitResult:
-        """Apply every record of the batch; ``skip`` flags records to leave alone."""
+        """Apply every record of the batch; ``skip`` flags records to leave alone.
+
+        ``account`` is each record's account row if the caller looked it up already.
+        """
         self._compile()
         state, c = self.state, self.rater.compiled
         n = len(columns)
-        account = state.account_rows(columns.account)
+        if account is None:
+            account = state.account_rows(columns.account)
         flags = np.zeros(n, dtype=np.int64) if skip is None else skip.astype(np.int64)
         flags[rated.error != 0] |= bk.FLAG_NOT_RATED
         flags[account < 0] |= bk.FLAG_UNKNOWN_ACCOUNT

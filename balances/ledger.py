@@ -234,18 +234,25 @@ class Ledger:
 
         A ``cdr_id`` repeated inside the batch is applied at its first occurrence only.
         """
-        n = len(columns)
-        repeat = self.seen(columns.cdr_id)
-        batch_ids = KeyTable(capacity=2 * n, arena_bytes=len(columns.cdr_id.data) + n)
-        items = batch_ids.lookup(columns.cdr_id, insert=True)
-        first_row = np.full(n, n, dtype=np.int64)
-        np.minimum.at(first_row, items, np.arange(n))
-        repeat |= first_row[items] != np.arange(n)  # a later copy within this batch
+        account = self.state.account_rows(columns.account)
+        candidates = np.flatnonzero((rated.error == 0) & (account >= 0))
+        repeat = np.zeros(len(columns), dtype=np.bool_)
+        previous, current = self._seen[1], self._seen[0]
+        if len(previous):
+            repeat[candidates] = previous.lookup(columns.cdr_id, rows=candidates)[candidates] >= 0
+        # one pass both checks and remembers: an id new to the table gets an item number
+        # from ``before`` up, and only its first row in the batch is not a repeat
+        before = len(current)
+        items = current.lookup(columns.cdr_id, rows=candidates, insert=True)[candidates]
+        first = np.zeros(len(candidates), dtype=np.bool_)
+        first[np.unique(items, return_index=True)[1]] = True
+        repeat[candidates] |= ~((items >= before) & first)
         skip = np.where(repeat, bk.FLAG_DUPLICATE, 0).astype(np.int64)
-        result = debitor.debit(columns, rated, skip)
+        result = debitor.debit(columns, rated, skip, account=account)
         applied = np.flatnonzero(result.flags & ~bk.FLAG_INSUFFICIENT_CREDIT == 0)
         ids = columns.cdr_id.take(applied) if len(applied) else StrColumn.from_strings([])
-        self._remember(ids)
+        if len(current) >= self.remember:
+            self._seen = [KeyTable(), current]
         self._seq += 1
         key = _key(b"ids/", self._seq)
         self._pending.put(key, _ENC.encode(StrPack.of(ids)))
