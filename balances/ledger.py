@@ -35,7 +35,7 @@ import numpy as np
 
 from balances import kernels as bk
 from balances.debit import Debitor, DebitResult, Journal
-from balances.exceptions import BalanceError, OperationConflictError
+from balances.exceptions import BalanceError, OperationConflictError, StoreError
 from balances.model import MAIN, Account, Balance, Mode
 from balances.state import BalanceState
 from balances.store import RocksStore, Store, WriteBatch
@@ -177,7 +177,15 @@ class Ledger:
         self._snapshot_rows = 0
         self._id_chunks: list[tuple[bytes, int]] = []  # ids/ keys and their counts, oldest first
         self._seq = 0
-        self._load()
+        try:
+            self._load()
+        except (msgspec.DecodeError, ValueError) as exc:
+            msg = (
+                f"{store!r}: the state cannot be read ({exc}). Operator action: it was written "
+                "by an incompatible version or is damaged; restore it from its backup or "
+                "changelog, or start a new state folder"
+            )
+            raise StoreError(msg) from exc
 
     # -- loading ---------------------------------------------------------------------
     def _load(self) -> None:

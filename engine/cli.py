@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from balances.ledger import open_ledger
-from engine import cli_accounts
+from engine import cli_accounts, cli_vouchers
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--units", type=Path, help="unit catalog (default: the sample units)")
     rate.add_argument("--json", action="store_true", help="print the summary as JSON")
     cli_accounts.add_parser(commands)
+    cli_vouchers.add_parser(commands)
     return parser
 
 
@@ -120,8 +121,9 @@ def _run_rate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_accounts(args: argparse.Namespace) -> int:
-    answer = cli_accounts.run(args)
+def _run_state_command(args: argparse.Namespace) -> int:
+    """Commands on a state folder: accounts and vouchers (authorize … alike)."""
+    answer = {"accounts": cli_accounts.run, "vouchers": cli_vouchers.run}[args.command](args)
     if args.json:
         _print_json(answer)
     else:
@@ -131,7 +133,12 @@ def _run_accounts(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    runners = {"cost": _run_cost, "rate": _run_rate, "accounts": _run_accounts}
+    runners = {
+        "cost": _run_cost,
+        "rate": _run_rate,
+        "accounts": _run_state_command,
+        "vouchers": _run_state_command,
+    }
     try:
         return runners[args.command](args)
     except RatewireError as exc:
