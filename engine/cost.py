@@ -15,11 +15,12 @@ import numpy as np
 
 from engine.columns import KIND_DATA, KIND_EVENT, KIND_SMS, KIND_VOICE, Columns, StrColumn
 from engine.exceptions import UsageInputError
+from engine.records import MAX_USAGE
 from tariffs.money import format_amount
 from tariffs.rated import Rating
 from tariffs.rating import Rater
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", re.ASCII)
 _VOICE_CATEGORIES = frozenset({"call", "voice"})
 _KINDS = {"sms": KIND_SMS, "data": KIND_DATA}
 
@@ -27,8 +28,8 @@ _KINDS = {"sms": KIND_SMS, "data": KIND_DATA}
 def parse_usage(text: str) -> tuple[int, bool]:
     """``"45s"``, ``"10m45s"``, ``"1h"`` → (seconds, True); ``"2048"`` → (2048, False)."""
     text = text.strip()
-    if text.isdigit():
-        return int(text), False
+    if text.isascii() and text.isdigit():  # not "²", which isdigit() but int() refuses
+        return _bounded(text, int(text)), False
     match = _DURATION.match(text)
     if not text or match is None or not any(match.groups()):
         msg = (
@@ -36,7 +37,14 @@ def parse_usage(text: str) -> tuple[int, bool]:
         )
         raise UsageInputError(msg)
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds, True
+    return _bounded(text, hours * 3600 + minutes * 60 + seconds), True
+
+
+def _bounded(text: str, usage: int) -> int:
+    if usage > MAX_USAGE:
+        msg = f"--usage {text!r}: more than the {MAX_USAGE} units a record can hold"
+        raise UsageInputError(msg)
+    return usage
 
 
 def parse_start(text: str) -> datetime:

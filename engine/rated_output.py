@@ -172,9 +172,15 @@ class JsonTables:
         )
         string_bytes = len(strings)
         spans = len(rated.sp_binding)
-        capacity = len(rows) * 700 + spans * 400 + 6 * string_bytes
+        # An upper bound, never an estimate: the kernel does not check bounds.
+        # Strings escape to at most 6 bytes per byte (\u00XX), the prefix once
+        # more; a row writes every key once and two tariff names, a span three.
+        longest = int(np.diff(self.name_off).max(initial=0))
+        row_bytes = 300 + len(self.keys) + 2 * longest
+        capacity = len(rows) * row_bytes + spans * (400 + 3 * longest) + 12 * string_bytes
         d = _debit_arrays(debits, len(columns))
-        capacity += len(d[5]) * 200 + len(d[-2]) * 6
+        longest_balance = int(np.diff(d[11]).max(initial=0))
+        capacity += len(d[5]) * 200 + len(d[8]) * (100 + 2 * longest_balance)
         out = np.empty(capacity, dtype=np.uint8)
         size = rated_lines_kernel(
             rows, strings, string_offsets,
@@ -321,7 +327,7 @@ class RatedWriter:
                 currency,
                 plans[k],
                 zones[k],
-                strings["destination"][i][: prefix_len[i]],
+                strings["destination"][i].encode()[: prefix_len[i]].decode(),  # a byte length
                 amount(connect[i]),
                 flags[i],
                 [span(spans[j]) for j in range(bounds[i], bounds[i + 1])],

@@ -39,6 +39,9 @@ from engine.records import MAX_USAGE, RECORD_TYPES, Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
 
 Format = Literal["json", "msgpack"]
+# msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8
+DecodeFailure = msgspec.DecodeError | UnicodeDecodeError
+_DECODE_FAILURES: Final = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 class Decoded(NamedTuple):
@@ -101,7 +104,7 @@ def decode_message(raw: bytes, fmt: Format, *, source: str = "message") -> list[
     """
     try:
         decoded = _codec(fmt).batch.decode(raw)
-    except msgspec.DecodeError:
+    except _DECODE_FAILURES:
         pass
     else:
         return decoded if isinstance(decoded, list) else [decoded]
@@ -125,12 +128,12 @@ def decode_message_with_rejects(raw: bytes, fmt: Format, *, source: str) -> Deco
     codec = _codec(fmt)
     try:
         decoded = codec.batch.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _DECODE_FAILURES as exc:
         return _salvage(raw, codec, source, exc)
     return Decoded(decoded if isinstance(decoded, list) else [decoded], [])
 
 
-def _salvage(raw: bytes, codec: _Codec, source: str, exc: msgspec.DecodeError) -> Decoded:
+def _salvage(raw: bytes, codec: _Codec, source: str, exc: DecodeFailure) -> Decoded:
     """The slow path: find every bad record of a message that failed to decode."""
     head = raw.lstrip()[:1] if codec is _JSON else raw[:1]
     if not head:
@@ -146,7 +149,7 @@ def _salvage(raw: bytes, codec: _Codec, source: str, exc: msgspec.DecodeError) -
         return Decoded([], [_whole_message(source, reason, message, raw)])
     try:
         elements = codec.elements.decode(raw)
-    except msgspec.DecodeError as split_exc:
+    except _DECODE_FAILURES as split_exc:
         message = _malformed(codec, split_exc)
         return Decoded([], [_whole_message(source, DECODE_ERROR, message, raw)])
     records: list[Record] = []
@@ -154,13 +157,13 @@ def _salvage(raw: bytes, codec: _Codec, source: str, exc: msgspec.DecodeError) -
     for index, element in enumerate(elements):
         try:
             records.append(codec.one.decode(element))
-        except msgspec.DecodeError as element_exc:
+        except _DECODE_FAILURES as element_exc:
             rejects.append(_reject(element_exc, codec, bytes(element), source, index=index))
     return Decoded(records, rejects)
 
 
-def _malformed(codec: _Codec, exc: msgspec.DecodeError) -> str:
-    text = str(exc).removeprefix("MessagePack data is malformed: ")
+def _malformed(codec: _Codec, exc: DecodeFailure) -> str:
+    text = _text(exc).removeprefix("MessagePack data is malformed: ")
     return f"message is not valid {codec.label}: {text.removeprefix('JSON is malformed: ')}"
 
 
@@ -169,7 +172,7 @@ def _whole_message(source: str, reason: str, message: str, raw: bytes) -> Reject
 
 
 def _reject(
-    exc: msgspec.DecodeError, codec: _Codec, raw: bytes, source: str, *, index: int | None
+    exc: DecodeFailure, codec: _Codec, raw: bytes, source: str, *, index: int | None
 ) -> Reject:
     where = f"record {index}" if index is not None else source
     reason = VALIDATION_ERROR if isinstance(exc, msgspec.ValidationError) else DECODE_ERROR
@@ -185,7 +188,7 @@ _TAGS: Final = ", ".join(repr(t.__struct_config__.tag) for t in RECORD_TYPES)
 
 
 def _describe(
-    exc: msgspec.DecodeError, where: str, *, raw: bytes = b"", codec: _Codec | None = None
+    exc: DecodeFailure, where: str, *, raw: bytes = b"", codec: _Codec | None = None
 ) -> str:
     """msgspec's error reworded as ``<where> field <name>: <what>``.
 
@@ -194,7 +197,7 @@ def _describe(
     ``codec``, the offending value is looked up in ``raw`` when msgspec's text
     does not show it, and shape errors are worded in terms of records.
     """
-    text, field = str(exc), ""
+    text, field = _text(exc), ""
     if at := _AT.fullmatch(text):
         text, path = at["text"], at["path"]
         field = path[1:] if path.startswith(".") else path
@@ -216,10 +219,16 @@ def _describe(
     return f"{where} field {field}: {text}" if field else f"{where}: {text}"
 
 
+def _text(exc: DecodeFailure) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a string is not valid UTF-8 ({exc.reason})"
+    return str(exc)
+
+
 def _offending_value(raw: bytes, field: str, codec: _Codec) -> str:
     try:
         value = codec.anything.decode(raw)
-    except msgspec.DecodeError:
+    except _DECODE_FAILURES:
         return ""
     if not isinstance(value, dict) or field not in value:
         return ""
@@ -239,7 +248,7 @@ def decode_jsonl(raw: bytes, *, source: str, first_line: int = 1) -> Decoded:
     """
     try:
         return Decoded(_JSON_RECORD.decode_lines(raw), [])
-    except msgspec.DecodeError:
+    except _DECODE_FAILURES:
         pass
     records: list[Record] = []
     rejects: list[Reject] = []
@@ -248,7 +257,7 @@ def decode_jsonl(raw: bytes, *, source: str, first_line: int = 1) -> Decoded:
             continue
         try:
             records.append(_JSON.one.decode(line))
-        except msgspec.DecodeError as exc:
+        except _DECODE_FAILURES as exc:
             rejects.append(_reject(exc, _JSON, line, f"{source}:{number}", index=None))
     return Decoded(records, rejects)
 
@@ -456,7 +465,7 @@ def decode_columnar(raw: bytes) -> Columns:
     """
     try:
         batch = _COLUMNAR_DECODER.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _DECODE_FAILURES as exc:
         msg = _describe(exc, "columnar batch")
         raise DecodeError(msg) from exc
     return columnar_to_columns(batch)

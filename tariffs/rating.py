@@ -110,7 +110,7 @@ class RatedBatch:
         return Rating(
             plan=c.plan_names[int(self.plan[i])],
             destination=c.destination_names[destination] if destination >= 0 else ANY,
-            prefix=self.destination[i][: int(self.prefix_len[i])],
+            prefix=self.destination[i].encode()[: int(self.prefix_len[i])].decode(),  # bytes
             connect_fee=int(self.connect_fee[i]),
             spans=tuple(spans),
             subtotal=int(self.subtotal[i]),
