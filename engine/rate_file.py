@@ -119,19 +119,21 @@ def write_frames(out: BinaryIO, payloads: list[bytes]) -> None:
         out.write(payload)
 
 
-def _read_frames(path: Path) -> Iterator[tuple[int, bytes]]:
+def _read_frames(path: Path) -> Iterator[tuple[int, bytes, str]]:
+    """(offset, payload, problem) per frame; a truncated tail comes last with its problem."""
     with path.open("rb") as file:
         offset = 0
         while header := file.read(_FRAME.size):
             if len(header) < _FRAME.size:
-                msg = f"{path}@{offset}: truncated frame header"
-                raise UsageInputError(msg)
+                yield offset, header, f"truncated frame header ({len(header)} of 4 bytes)"
+                return
             (size,) = _FRAME.unpack(header)
             payload = file.read(size)
             if len(payload) < size:
-                msg = f"{path}@{offset}: frame of {size} bytes is truncated"
-                raise UsageInputError(msg)
-            yield offset, payload
+                problem = f"frame of {size} bytes is truncated after {len(payload)}"
+                yield offset, header + payload, problem
+                return
+            yield offset, payload, ""
             offset += _FRAME.size + size
 
 
@@ -163,10 +165,12 @@ def _batches(path: Path, fmt: str) -> Iterator[Batch]:
                                               source=str(path))  # fmt: skip
         yield _rows(decoded, f"{path}#")
     else:
-        for offset, payload in _read_frames(path):
+        for offset, payload, problem in _read_frames(path):
             size = _FRAME.size + len(payload)
             source = f"{path}@{offset}"
             try:
+                if problem:  # the tail of a file still being written, or cut short
+                    raise DecodeError(f"columnar file: {problem}")  # noqa: EM102
                 yield Batch(decode_columnar(payload), [], None, f"{source}#", offset + size)
             except DecodeError as exc:
                 reject = Reject(source=source, reason="DECODE_ERROR", message=str(exc), raw=payload)

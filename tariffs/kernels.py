@@ -44,6 +44,7 @@ OK = 0
 ERR_PLAN_NOT_FOUND = 1
 ERR_UNAUTHORIZED_DESTINATION = 2
 ERR_NO_TIMING = 3
+ERR_USAGE_OUT_OF_RANGE = 4
 
 BASIS_RECORD = 0
 BASIS_GRADUATED = 1
@@ -54,6 +55,7 @@ US = 1_000_000
 FAR = 2**62
 MAX_FALLBACKS = 64
 DAY_SLOTS = 8  # days remembered per binding group in the day cache (a power of two)
+MUL_EXACT = 3_037_000_499  # floor(sqrt(2**63 - 1)): two factors below it multiply in int64
 
 
 # -- strings ------------------------------------------------------------------------
@@ -339,19 +341,59 @@ def guide_kernel(  # type: ignore[no-untyped-def]
 
 # -- rate ---------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def div_round(num, den, method):  # type: ignore[no-untyped-def]
-    """``num / den`` for ``num >= 0``, rounded by method (0 up, 1 down, 2 half-up, 3 half-even)."""
-    q = num // den
-    r = num - q * den
+def round_quotient(q, r, den, method):  # type: ignore[no-untyped-def]
+    """``q + r / den`` for ``0 <= r < den``, rounded by method (0 up, 1 down, 2 half-up,
+    3 half-even: to the even one of ``q`` and ``q + 1``). ``r`` is compared with ``den - r``,
+    not ``2 * r`` with ``den``, so ``den`` may use all of int64."""
     if r == 0 or method == 1:
         return q
     if method == 0:
         return q + 1
     if method == 2:
-        return q + 1 if 2 * r >= den else q
-    if 2 * r > den or (2 * r == den and q % 2 == 1):
+        return q + 1 if r >= den - r else q
+    if r > den - r or (r == den - r and q % 2 == 1):
         return q + 1
     return q
+
+
+@njit(cache=True, inline="always")
+def div_round(num, den, method):  # type: ignore[no-untyped-def]
+    """``num / den`` for ``num >= 0``, rounded by method (0 up, 1 down, 2 half-up, 3 half-even)."""
+    q = num // den
+    return round_quotient(q, num - q * den, den, method)
+
+
+@njit(cache=True, inline="always")
+def mul_divmod(a, b, m):  # type: ignore[no-untyped-def]
+    """``divmod(a * b, m)`` for ``0 <= a, b < m < 2**62`` although ``a * b`` may pass int64."""
+    if m <= MUL_EXACT:
+        return (a * b) // m, (a * b) % m
+    q, r = 0, 0  # binary long multiplication, keeping a * (bits of b so far) = q * m + r
+    for bit in range(62, -1, -1):
+        q, r = 2 * q, 2 * r  # r < m < 2**62: no overflow
+        if r >= m:
+            q, r = q + 1, r - m
+        if (b >> bit) & 1:
+            r += a
+            if r >= m:
+                q, r = q + 1, r - m
+    return q, r
+
+
+@njit(cache=True, inline="always")
+def span_amount(billed, price, unit, method):  # type: ignore[no-untyped-def]
+    """``billed * price / unit`` rounded to whole nanos by method, exactly.
+
+    ``billed * price`` can pass int64 (a price per GB times a session's bytes),
+    so with ``billed = q * unit + r`` and ``price = p * unit + s`` it is taken as
+    ``(q * price + r * p) * unit + r * s``: whole nanos, plus ``r * s / unit``
+    with both factors below ``unit``. Half-even then sees the parity of the
+    whole quotient, not of a part of it.
+    """
+    q, r = billed // unit, billed % unit
+    p, s = price // unit, price % unit
+    whole, rest = mul_divmod(r, s, unit)
+    return round_quotient(q * price + r * p + whole, rest, unit, method)
 
 
 @njit(cache=True, inline="always")
@@ -530,10 +572,8 @@ def rate_kernel(  # type: ignore[no-untyped-def]
             billed = sp_billed[c]
             unit, price = steps[s, STEP_UNIT], steps[s, STEP_PRICE]
             sp_usage[c] = min(billed, total - sp_offset[c])
-            # billed = q * unit + r: q * price stays exact without overflowing billed * price
-            q = billed // unit
             method = drates[bindings[sp_binding[c], BINDING_DRATE], DRATE_ROUNDING]
-            sp_amount[c] = q * price + div_round((billed - q * unit) * price, unit, method)
+            sp_amount[c] = span_amount(billed, price, unit, method)
             subtotal += sp_amount[c]
         out_subtotal[i] = subtotal
         d = drates[drate0]

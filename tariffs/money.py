@@ -64,6 +64,18 @@ def format_amount(nanos: int, decimals: int = NANO_DECIMALS) -> str:
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
+def format_units(value: int, scale: int) -> str:
+    """``value`` × 10**-scale as a plain decimal string, trailing zeros trimmed.
+
+    >>> format_units(93, 2)
+    '0.93'
+    """
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**scale)
+    digits = f"{frac:0{scale}d}".rstrip("0") if scale else ""
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
 def round_nanos(nanos: int, decimals: int, method: Rounding) -> int:
     """Round an amount in nanos to ``decimals`` places by ``method``.
 

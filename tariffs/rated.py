@@ -40,6 +40,11 @@ FLAG_MAX_COST_DISCONNECT = 2
 RATING_PLAN_NOT_FOUND = "RATING_PLAN_NOT_FOUND"
 UNAUTHORIZED_DESTINATION = "UNAUTHORIZED_DESTINATION"
 NO_TIMING_IN_FORCE = "NO_TIMING_IN_FORCE"
+USAGE_OUT_OF_RANGE = "USAGE_OUT_OF_RANGE"
+
+MAX_CALL_SECONDS = 31 * 86_400
+"""The longest time-based record rated: a call claiming more is a mediation error
+(``USAGE_OUT_OF_RANGE``), and rating it would cut one span per timing change."""
 
 
 class Span(msgspec.Struct, frozen=True):

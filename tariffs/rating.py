@@ -31,9 +31,11 @@ from tariffs.compile import (
 )
 from tariffs.model import ANY, Tariff
 from tariffs.rated import (
+    MAX_CALL_SECONDS,
     NO_TIMING_IN_FORCE,
     RATING_PLAN_NOT_FOUND,
     UNAUTHORIZED_DESTINATION,
+    USAGE_OUT_OF_RANGE,
     Rating,
     Span,
 )
@@ -46,6 +48,7 @@ ERROR_CODES = {
     kernels.ERR_PLAN_NOT_FOUND: RATING_PLAN_NOT_FOUND,
     kernels.ERR_UNAUTHORIZED_DESTINATION: UNAUTHORIZED_DESTINATION,
     kernels.ERR_NO_TIMING: NO_TIMING_IN_FORCE,
+    kernels.ERR_USAGE_OUT_OF_RANGE: USAGE_OUT_OF_RANGE,
 }
 
 
@@ -207,6 +210,8 @@ class Rater:
             c.prefix_trie.symbol, c.prefix_trie.children, c.prefix_trie.depth, c.node_group,
             group, plan, prefix_len, error,
         )  # fmt: skip
+        too_long = (columns.kind == KIND_VOICE) & (columns.usage > MAX_CALL_SECONDS)
+        error[too_long & (error == kernels.OK)] = kernels.ERR_USAGE_OUT_OF_RANGE
         first = np.empty(n, dtype=np.int32)
         first_end = np.empty(n, dtype=np.int64)
         period = np.empty(n, dtype=np.int64)

@@ -79,6 +79,9 @@ def rate_reference(
         msg = f"reference rater: need an aware start and usage >= 0, got {start!r}, {usage}"
         raise ValueError(msg)
     guided = _guide(tariff, tenant, category, subject, destination, start)
+    if time_based and usage > rated.MAX_CALL_SECONDS:
+        msg = f"rating: a call of {usage} s is longer than {rated.MAX_CALL_SECONDS} s"
+        raise RatingError(rated.USAGE_OUT_OF_RANGE, msg)
     bindings = tariff.plans[guided.plan].bindings
     zone = ZoneInfo(tariff.timezone)
     begin = start.astimezone(UTC)  # add seconds in UTC: aware + timedelta is wall-clock

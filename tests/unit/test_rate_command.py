@@ -490,25 +490,38 @@ def test_missing_tariff(tmp_path: Path) -> None:
     assert not (tmp_path / "rated.jsonl").exists()
 
 
-def test_truncated_columnar_payload(tmp_path: Path, traffic: Columns) -> None:
+def test_truncated_columnar_payload(plan: Path, tmp_path: Path, traffic: Columns) -> None:
+    """A file cut inside its last frame: that tail is one reject, the whole frames are rated."""
     frames = columnar_frames(traffic)
+    whole = frame_file(frames)
     source = tmp_path / "cut.columnar"
-    source.write_bytes(frame_file(frames)[:-10])  # the last frame's payload is cut short
+    source.write_bytes(whole[:-10])  # the last frame's payload is cut short
     last = 4 + len(frames[0]) + 4 + len(frames[1])
-    assert rate_error(tmp_path, source) == {
-        "error": "INVALID_ARGUMENT",
-        "message": f"{source}@{last}: frame of {len(frames[2])} bytes is truncated",
-    }
+    run = rate(plan, source, tmp_path)
+    assert run.code == EXIT_OK
+    tail = [r for r in run.rejects if r.reason == "DECODE_ERROR"]
+    assert [(r.source, r.raw) for r in tail] == [(f"{source}@{last}", whole[last:-10])]
+    size = len(frames[2])
+    assert tail[0].message == f"columnar file: frame of {size} bytes is truncated after {size - 10}"
+    assert run.summary["read"] == FRAMES[2] + 1
+    assert run.summary["read"] == run.summary["rated"] + run.summary["rejected"]
 
 
-def test_truncated_columnar_header(tmp_path: Path, traffic: Columns) -> None:
+def test_truncated_columnar_header(plan: Path, tmp_path: Path, traffic: Columns) -> None:
     whole = frame_file(columnar_frames(traffic))
     source = tmp_path / "cut.columnar"
     source.write_bytes(whole + b"\x10\x00")  # the file ends inside a frame header
-    assert rate_error(tmp_path, source) == {
-        "error": "INVALID_ARGUMENT",
-        "message": f"{source}@{len(whole)}: truncated frame header",
-    }
+    run = rate(plan, source, tmp_path)
+    assert run.code == EXIT_OK
+    tail = [r for r in run.rejects if r.reason == "DECODE_ERROR"]
+    assert [(r.source, r.raw, r.message) for r in tail] == [
+        (
+            f"{source}@{len(whole)}",
+            b"\x10\x00",
+            "columnar file: truncated frame header (2 of 4 bytes)",
+        )
+    ]
+    assert run.summary["read"] == len(traffic) + 1
 
 
 def test_corrupt_columnar_frame_is_one_reject(
