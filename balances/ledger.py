@@ -24,7 +24,7 @@ the same write (``extra``), so input and state always agree.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -404,12 +404,17 @@ class Ledger:
             msg = f"top-up amount {amount} must be positive"
             raise BalanceError(msg)
         row = self.state.balance_row(self.state.row_of(account_id), balance_id)
-        return self._once(op_id, lambda: self.change(row, amount, "topup", op_id))
+        key: list[str | int] = [account_id, balance_id, amount]
+        return self._once(op_id, "topup", key, lambda: [self.change(row, amount, "topup", op_id)])[
+            0
+        ]
 
     def adjust(self, account_id: str, balance_id: str, delta: int, *, op_id: str) -> JournalEntry:
         """Correct a balance by ``delta`` (either sign), journaled as an adjustment."""
         row = self.state.balance_row(self.state.row_of(account_id), balance_id)
-        return self._once(op_id, lambda: self.change(row, delta, "adjustment", op_id))
+        key: list[str | int] = [account_id, balance_id, delta]
+        apply = lambda: [self.change(row, delta, "adjustment", op_id)]  # noqa: E731
+        return self._once(op_id, "adjustment", key, apply)[0]
 
     def transfer(
         self,
@@ -440,11 +445,14 @@ class Ledger:
             msg = f"transfer: {source!r} holds {available} available, {amount} asked"
             raise BalanceError(msg)
 
-        def apply() -> JournalEntry:
-            self.change(src, -amount, "transfer", op_id)
-            return self.change(dst, amount * num // den, "transfer", op_id)
+        def apply() -> list[JournalEntry]:
+            return [
+                self.change(src, -amount, "transfer", op_id),
+                self.change(dst, amount * num // den, "transfer", op_id),
+            ]
 
-        return self._once(op_id, apply)
+        key: list[str | int] = [account_id, source, target, amount, num, den]
+        return self._once(op_id, "transfer", key, apply)[1]
 
     def expire(self, now: datetime) -> list[JournalEntry]:
         """Zero every balance (main ones excepted) whose validity ended by ``now``."""
@@ -459,20 +467,45 @@ class Ledger:
             entries.append(self.change(row, -int(arrays["amount"][row]), "expiry", ref))
         return entries
 
-    def _once(self, op_id: str, apply: Any) -> JournalEntry:
+    def replayed(self, op_id: str, kind: str, key: list[str | int]) -> list[JournalEntry] | None:
+        """The entries of operation ``op_id`` if it was applied before, ``None`` if not.
+
+        ``kind`` and ``key`` (its arguments) must match the first call's: an ``op_id``
+        reused for another operation raises :class:`OperationConflictError`.
+        """
         if not op_id:
-            msg = "an operation needs an op_id (it makes retries safe)"
+            msg = f"a {kind} operation needs an op_id (it makes retries safe)"
             raise BalanceError(msg)
         before = self.done(op_id)
-        if before is not None:
-            try:
-                return msgspec.convert(before, JournalEntry)
-            except msgspec.ValidationError:
-                msg = f"op id {op_id!r} was used for another kind of operation; use a new one"
-                raise OperationConflictError(msg) from None
-        entry: JournalEntry = apply()
-        self._record_op(op_id, msgspec.to_builtins(entry))
-        return entry
+        if before is None:
+            return None
+        if not isinstance(before, dict) or before.get("op") != kind or before.get("key") != key:
+            was = "another ledger operation"
+            if isinstance(before, dict) and "op" in before:
+                was = f"{before['op']} {before.get('key')}"
+            msg = (
+                f"op_id {op_id!r} was used for {was}, not {kind} {key}; give every operation"
+                " its own op_id and reuse one only to retry the same operation"
+            )
+            raise OperationConflictError(msg)
+        return msgspec.convert(before["entries"], list[JournalEntry])
+
+    def remember_op(
+        self, op_id: str, kind: str, key: list[str | int], entries: list[JournalEntry]
+    ) -> None:
+        """Record operation ``op_id``'s result for :meth:`replayed`."""
+        result = {"op": kind, "key": key, "entries": [msgspec.to_builtins(e) for e in entries]}
+        self._record_op(op_id, result)
+
+    def _once(
+        self, op_id: str, kind: str, key: list[str | int], apply: Callable[[], list[JournalEntry]]
+    ) -> list[JournalEntry]:
+        first = self.replayed(op_id, kind, key)
+        if first is not None:
+            return first
+        entries = apply()
+        self.remember_op(op_id, kind, key, entries)
+        return entries
 
     def _entry(
         self, row: int, delta: int, after: int, reason: int, ref: str, at: int

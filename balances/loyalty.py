@@ -40,8 +40,6 @@ from balances.vouchers import (
     INT64_MAX,
     apply_credit,
     plan_credit,
-    remember,
-    replayed,
     require_account,
 )
 
@@ -159,7 +157,7 @@ def redeem_points(
     at_us = micros(when, 0)
     key: list[str | int] = [account_id, offer.name, offer.points, offer.points_unit, offer.unit,
                             offer.amount]  # fmt: skip
-    first = replayed(ledger, op_id, "loyalty", key)
+    first = ledger.replayed(op_id, "loyalty", key)
     if first is not None:
         return first
     account = require_account(ledger, account_id)
@@ -169,7 +167,7 @@ def redeem_points(
     # Nothing below can fail: the plan found a free balance id and a known unit.
     entries = [ledger.change(row, -n, "loyalty_redeemed", op_id, at_us=at_us) for row, n in takes]
     entries.append(apply_credit(ledger, credit, "loyalty_redeemed", op_id, at_us))
-    remember(ledger, op_id, "loyalty", key, entries)
+    ledger.remember_op(op_id, "loyalty", key, entries)
     return entries
 
 

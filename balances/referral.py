@@ -28,7 +28,7 @@ from balances.exceptions import (
 from balances.ledger import JournalEntry, Ledger
 from balances.model import Account, Balance
 from balances.state import micros
-from balances.vouchers import account_row, apply_credit, plan_credit, remember, replayed
+from balances.vouchers import account_row, apply_credit, plan_credit
 
 
 class Grant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -82,7 +82,7 @@ def create_with_referrer(
     key: list[str | int] = [account.id, account.referrer]
     for grant in (reward.referrer, reward.referee):
         key += [grant.unit, grant.amount]
-    first = replayed(ledger, op_id, "referral", key)
+    first = ledger.replayed(op_id, "referral", key)
     if first is not None:
         return first
     referrer = _check(ledger, account)
@@ -99,7 +99,7 @@ def create_with_referrer(
     entries = [apply_credit(ledger, c, "referral", op_id, at_us) for c in credits]
     referral = Referral(referee=account.id, referrer=referrer.id, at=account.created, op_id=op_id)
     ledger.put(_key(account.id), _ENC.encode(referral))
-    remember(ledger, op_id, "referral", key, entries)
+    ledger.remember_op(op_id, "referral", key, entries)
     return entries
 
 

@@ -37,7 +37,6 @@ import msgspec
 
 from balances.exceptions import (
     BalanceError,
-    OperationConflictError,
     UnitNotHeldError,
     UnknownAccountError,
     VoucherAlreadyRedeemedError,
@@ -279,7 +278,7 @@ def redeem(ledger: Ledger, code: str, account_id: str, *, at: datetime, op_id: s
     first result, another ``op_id`` finds the voucher redeemed. Errors change nothing."""
     canonical = normalize(code)
     at_us = micros(at, 0)
-    first = replayed(ledger, op_id, "voucher", [canonical, account_id])
+    first = ledger.replayed(op_id, "voucher", [canonical, account_id])
     if first is not None:
         return first[0]
     account = require_account(ledger, account_id)
@@ -295,7 +294,7 @@ def redeem(ledger: Ledger, code: str, account_id: str, *, at: datetime, op_id: s
         voucher, redeemed_at=at, redeemed_by=account_id, redeemed_op=op_id
     )
     ledger.put(_code_key(canonical), _ENC.encode(redeemed))
-    remember(ledger, op_id, "voucher", [canonical, account_id], [entry])
+    ledger.remember_op(op_id, "voucher", [canonical, account_id], [entry])
     return entry
 
 
@@ -391,37 +390,3 @@ def apply_credit(ledger: Ledger, credit: Credit, reason: str, ref: str, at_us: i
         ledger.add_balance(credit.account, credit.new)
     row = ledger.state.balance_row(account_row(ledger, credit.account), credit.balance)
     return ledger.change(row, credit.amount, reason, ref, at_us=at_us)
-
-
-def replayed(
-    ledger: Ledger, op_id: str, kind: str, key: list[str | int]
-) -> list[JournalEntry] | None:
-    """The entries of operation ``op_id`` if it was applied before, ``None`` if not.
-
-    ``kind`` and ``key`` (its arguments) must match the first call's: an ``op_id``
-    reused for another operation raises :class:`OperationConflictError`.
-    """
-    if not op_id:
-        msg = f"a {kind} operation needs an op_id (it makes retries safe)"
-        raise BalanceError(msg)
-    before = ledger.done(op_id)
-    if before is None:
-        return None
-    if not isinstance(before, dict) or before.get("op") != kind or before.get("key") != key:
-        was = "another ledger operation"
-        if isinstance(before, dict) and "op" in before:
-            was = f"{before['op']} {before.get('key')}"
-        msg = (
-            f"op_id {op_id!r} was used for {was}, not {kind} {key}; give every operation"
-            " its own op_id and reuse one only to retry the same operation"
-        )
-        raise OperationConflictError(msg)
-    return msgspec.convert(before["entries"], list[JournalEntry])
-
-
-def remember(
-    ledger: Ledger, op_id: str, kind: str, key: list[str | int], entries: list[JournalEntry]
-) -> None:
-    """Record operation ``op_id``'s result for :func:`replayed`."""
-    result = {"op": kind, "key": key, "entries": [msgspec.to_builtins(e) for e in entries]}
-    ledger.record_op(op_id, result)

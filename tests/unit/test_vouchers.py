@@ -351,7 +351,9 @@ def test_an_op_id_cannot_be_reused_for_another_operation(ledger: Ledger) -> None
     assert caught.value.code == "OPERATION_CONFLICT"
     with pytest.raises(OperationConflictError, match="op_id 'r1' was used for voucher"):
         redeem(ledger, one.code, "bob", at=T0, op_id="r1")
-    with pytest.raises(OperationConflictError, match="'t1' was used for another ledger operation"):
+    with pytest.raises(
+        OperationConflictError, match="'t1' was used for topup \\['bob', 'main', 1000000000\\]"
+    ):
         redeem(ledger, two.code, "bob", at=T0, op_id="t1")
     assert snapshot(ledger) == before
     assert find(ledger, two.code).redeemed_at is None

@@ -1,0 +1,142 @@
+"""The ledger on both stores: operations, journal, replays, checkpoints and reopening."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from balances.exceptions import BalanceError, OperationConflictError
+from balances.ledger import Ledger
+from balances.model import Account, Balance, Mode
+from balances.store import MemoryStore, RocksStore, Store
+from balances.units import load_units
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+EUR = 1_000_000_000
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made: Store = MemoryStore() if request.param == "memory" else RocksStore(tmp_path / "db")
+    yield made
+    made.close()
+
+
+def reopen(ledger: Ledger, tmp_path: Path) -> Ledger:
+    """The same state as a new process would load it (after a checkpoint)."""
+    ledger.checkpoint()
+    if isinstance(ledger.store, RocksStore):
+        ledger.store.close()
+        return Ledger(RocksStore(tmp_path / "db"), load_units())
+    return Ledger(ledger.store, load_units())
+
+
+def alice(ledger: Ledger) -> None:
+    ledger.create_account(
+        Account(id="alice", tenant="t", currency="EUR", created=T0),
+        [Balance(id="promo", unit="EUR", amount=2 * EUR, weight=5,
+                 valid_until=T0 + timedelta(days=30)),
+         Balance(id="minutes", unit="voice_seconds", amount=600, weight=10)],
+    )  # fmt: skip
+
+
+def amounts(ledger: Ledger, account: str) -> dict[str, int]:
+    return {b.id: b.amount for b in ledger.balances(account)}
+
+
+def test_balances_are_the_sum_of_their_journal(store: Store, tmp_path: Path) -> None:
+    ledger = Ledger(store, load_units())
+    alice(ledger)
+    ledger.topup("alice", "main", 5 * EUR, op_id="t1")
+    ledger.adjust("alice", "main", -EUR // 2, op_id="a1")
+    ledger.transfer("alice", "main", "minutes", EUR, rate=(60, EUR), op_id="x1")
+    ledger.expire(T0 + timedelta(days=31))
+    want = {"minutes": 660, "promo": 0, "main": 3_500_000_000}
+    assert amounts(ledger, "alice") == want
+    ledger = reopen(ledger, tmp_path)
+    assert amounts(ledger, "alice") == want
+    sums: dict[str, int] = {}
+    for entry in ledger.journal("alice"):
+        assert entry.after == entry.before + entry.delta
+        sums[entry.balance] = sums.get(entry.balance, 0) + entry.delta
+    assert sums == {"promo": 0, "minutes": 660, "main": 3_500_000_000}
+    reasons = [e.reason for e in ledger.journal("alice")]
+    assert reasons == ["opening", "opening", "topup", "adjustment", "transfer", "transfer",
+                       "expiry"]  # fmt: skip
+
+
+def test_operations_apply_once_per_op_id(store: Store, tmp_path: Path) -> None:
+    ledger = Ledger(store, load_units())
+    alice(ledger)
+    first = ledger.topup("alice", "main", EUR, op_id="t1")
+    again = ledger.topup("alice", "main", EUR, op_id="t1")
+    assert first == again
+    assert amounts(ledger, "alice")["main"] == EUR
+    ledger = reopen(ledger, tmp_path)
+    assert ledger.topup("alice", "main", EUR, op_id="t1") == first  # a retry after a restart
+    assert amounts(ledger, "alice")["main"] == EUR
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda L: L.topup("bob", "main", EUR, op_id="x"), "unknown account 'bob'"),
+        (lambda L: L.topup("alice", "nope", EUR, op_id="x"), "has no balance 'nope'"),
+        (lambda L: L.topup("alice", "main", -5, op_id="x"), "top-up amount -5 must be positive"),
+        (lambda L: L.topup("alice", "main", 5, op_id=""), "a topup operation needs an op_id"),
+        (lambda L: L.transfer("alice", "promo", "main", 3 * EUR, op_id="x"),
+         "transfer: 'promo' holds 2000000000 available, 3000000000 asked"),
+        (lambda L: L.create_account(Account(id="alice", tenant="t", currency="EUR", created=T0)),
+         "account 'alice' exists already"),
+        (lambda L: L.create_account(Account(id="carol", tenant="t", currency="DOGE", created=T0)),
+         "unknown unit 'DOGE'"),
+        (lambda L: L.create_account(Account(id="dan", tenant="t", currency="EUR", created=T0),
+                                    [Balance(id="m", unit="voice_seconds", amount=-1)]),
+         "opening amount -1 is negative"),
+    ],
+)  # fmt: skip
+def test_bad_operations_change_nothing(store: Store, call: object, message: str) -> None:
+    ledger = Ledger(store, load_units())
+    alice(ledger)
+    ledger.checkpoint()
+    before = (amounts(ledger, "alice"), list(ledger.journal()), len(ledger.state.accounts))
+    with pytest.raises(BalanceError) as info:
+        call(ledger)  # type: ignore[operator]
+    assert message in str(info.value)
+    assert (amounts(ledger, "alice"), list(ledger.journal()), len(ledger.state.accounts)) == before
+
+
+def test_op_id_reused_for_another_operation_is_a_conflict(store: Store) -> None:
+    ledger = Ledger(store, load_units())
+    alice(ledger)
+    ledger.transfer("alice", "promo", "main", EUR, op_id="x1")
+    ledger.checkpoint()
+    with pytest.raises(OperationConflictError) as info:
+        ledger.topup("alice", "main", EUR, op_id="x1")
+    assert "op_id 'x1' was used for transfer" in str(info.value)
+    assert amounts(ledger, "alice")["main"] == EUR
+
+
+def test_mode_change_survives_reopen(store: Store, tmp_path: Path) -> None:
+    ledger = Ledger(store, load_units())
+    alice(ledger)
+    ledger.set_mode("alice", Mode.POSTPAID, 50 * EUR, at=T0)
+    ledger = reopen(ledger, tmp_path)
+    row = ledger.state.row_of("alice")
+    assert int(ledger.state.acc.arrays["mode"][row]) == 1
+    assert int(ledger.state.acc.arrays["limit"][row]) == 50 * EUR
+
+
+def test_unsaved_work_is_lost_whole_on_restart(tmp_path: Path) -> None:
+    ledger = Ledger(RocksStore(tmp_path / "db"), load_units())
+    alice(ledger)
+    ledger.checkpoint()
+    ledger.topup("alice", "main", EUR, op_id="t1")  # not checkpointed
+    ledger.store.close()
+    again = Ledger(RocksStore(tmp_path / "db"), load_units())
+    assert amounts(again, "alice")["main"] == 0
+    assert [e.reason for e in again.journal("alice")] == ["opening", "opening"]
+    again.store.close()
