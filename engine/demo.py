@@ -1,28 +1,38 @@
 """``make demo``: a day of sample traffic rated against the bundled mobile plan.
 
 Generates the day (seeded), writes it as JSON lines under ``out/demo/``, runs
-exactly what ``ratewire rate`` runs, prints its summary, then explains one
-call with ``ratewire cost``. The first run also compiles the kernels (numba
-caches them, so later runs start at once).
+exactly what ``ratewire rate`` runs, prints its summary, explains one call
+with ``ratewire cost``, then rates the day again against accounts with
+bundles and credit (``--state``) and shows balances before and after. The
+first run also compiles the kernels (numba caches them: later runs start at
+once).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
 
+from balances.debit import Debitor
+from balances.ledger import Ledger, open_ledger
+from balances.model import Account, Balance, Filter, Measure, Mode
 from engine.cost import cost
-from engine.rate_file import rate_file
+from engine.rate_file import StatefulRating, rate_file
 from engine.wire import encode_jsonl
 from loadtest.generator import Scenario, columns_to_records, generate_columns
 from tariffs.loader import load_tariff
+from tariffs.money import format_units
 from tariffs.rating import Rater
 
 SAMPLE_PLAN = Path(__file__).parents[1] / "tariffs" / "samples" / "mobile.toml"
+EUR = 1_000_000_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     traffic.write_bytes(encode_jsonl(columns_to_records(generate_columns(scenario))))
     say(f"   wrote {traffic} ({traffic.stat().st_size / 1e6:.1f} MB)\n\n")
 
-    say(f"2. ratewire rate --tariffs {SAMPLE_PLAN.relative_to(Path.cwd())} --in {traffic}\n")
+    say(f"2. ratewire rate --tariffs tariffs/samples/mobile.toml --in {traffic}\n")
     started = time.perf_counter()
     rater = Rater(load_tariff(SAMPLE_PLAN))
     summary = rate_file(
@@ -65,8 +75,57 @@ def main(argv: list[str] | None = None) -> int:
     }
     say("4. ratewire cost (a 3-minute call crossing 19:00, peak → off-peak):\n")
     answer = cost(rater, **query)
-    say(msgspec.json.format(msgspec.json.encode(answer), indent=2).decode() + "\n")
+    say(msgspec.json.format(msgspec.json.encode(answer), indent=2).decode() + "\n\n")
+
+    _with_balances(rater, scenario, traffic, args.out, say)
     return 0
+
+
+def _with_balances(
+    rater: Rater, scenario: Scenario, traffic: Path, out: Path, say: Callable[[str], object]
+) -> None:
+    """Step 5: the same day debited from balances (``ratewire rate --state``)."""
+    state = out / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    ledger = open_ledger(state)
+    created = scenario.day - timedelta(days=1)
+    national = Filter(destinations=("GERMANY", "DE_MOBILE"))
+    accounts = [
+        Account(id=f"acc{i:07d}", tenant="ratewire.demo", currency="EUR", created=created,
+                mode=Mode.POSTPAID if i % 3 == 0 else Mode.PREPAID, credit_limit=50 * EUR)
+        for i in range(scenario.accounts)
+    ]  # fmt: skip
+    bundles = [
+        [Balance(id="free-minutes", unit="voice_seconds", amount=1800, weight=10, filter=national),
+         Balance(id="data", unit="data_bytes", amount=1_000_000_000, weight=10),
+         Balance(id="credit", unit="EUR", amount=5 * EUR, weight=5)]
+        for _ in accounts
+    ]  # fmt: skip
+    ledger.create_accounts(accounts, bundles)
+    ledger.checkpoint()
+    say(f"5. {len(accounts):,} accounts (every third postpaid), each with 30 free national "
+        "minutes, 1 GB of data and 5 EUR of credit;\n"
+        f"   ratewire rate … --state {state}\n")  # fmt: skip
+    watched = ["acc0000000", "acc0000150", "acc0004321"]  # the busiest, then quieter ones
+    before = {a: _amounts(ledger, a) for a in watched}
+    summary = rate_file(
+        rater, traffic, out=out / "rated-state.jsonl", rejects=out / "rejects-state.jsonl",
+        state=StatefulRating(ledger, Debitor(ledger.state, rater)),
+    )  # fmt: skip
+    say(summary.render())
+    for account in watched:
+        say(f"   {account}: {before[account]}  →  {_amounts(ledger, account)}\n")
+    ledger.close()
+
+
+def _amounts(ledger: Ledger, account: str) -> str:
+    units = ledger.state.units
+    parts = []
+    for b in ledger.balances(account):
+        unit = units[b.unit]
+        scale = unit.decimals if unit.measure is Measure.MONEY else 0
+        parts.append(f"{b.id}={format_units(b.amount, scale)}")
+    return " ".join(parts)
 
 
 if __name__ == "__main__":
