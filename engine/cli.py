@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from balances.ledger import open_ledger
-from engine import cli_accounts, cli_vouchers
+from engine import cli_accounts, cli_sessions, cli_vouchers
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument("--json", action="store_true", help="print the summary as JSON")
     cli_accounts.add_parser(commands)
     cli_vouchers.add_parser(commands)
+    cli_sessions.add_parsers(commands)
     return parser
 
 
@@ -122,8 +123,11 @@ def _run_rate(args: argparse.Namespace) -> int:
 
 
 def _run_state_command(args: argparse.Namespace) -> int:
-    """Commands on a state folder: accounts and vouchers (authorize … alike)."""
-    answer = {"accounts": cli_accounts.run, "vouchers": cli_vouchers.run}[args.command](args)
+    """Commands on a state folder: accounts, vouchers, authorize, commit, release."""
+    run = {"accounts": cli_accounts.run, "vouchers": cli_vouchers.run}.get(
+        args.command, cli_sessions.run
+    )
+    answer = run(args)
     if args.json:
         _print_json(answer)
     else:
@@ -138,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rate": _run_rate,
         "accounts": _run_state_command,
         "vouchers": _run_state_command,
+        "authorize": _run_state_command,
+        "commit": _run_state_command,
+        "release": _run_state_command,
     }
     try:
         return runners[args.command](args)
