@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from tariffs.kernels import div_round, round_total
+from tariffs.kernels import div_round, mul_divmod, round_total
 
 # account modes
 PREPAID, POSTPAID, HYBRID = 0, 1, 2
@@ -161,7 +161,8 @@ def debit_kernel(  # type: ignore[no-untyped-def]
                     cursor += 1
             b = bal_next[b]
         main = acc_main[a]
-        if left > 0 and acc_mode[a] != PREPAID and main >= 0:
+        # debt only in the tariff's currency: a USD account rated in EUR cannot owe EUR
+        if left > 0 and acc_mode[a] != PREPAID and main >= 0 and bal_unit[main] == currency:
             room = bal_amount[main] - bal_reserved[main] + acc_limit[a]
             take = min(max(room, 0), left)
             if take > 0:
@@ -178,7 +179,10 @@ def debit_kernel(  # type: ignore[no-untyped-def]
         p = acc_points[a]
         cat = category[i]
         if paid > 0 and p >= 0 and cat >= 0 and points_per_unit[cat] > 0:
-            earned = paid * points_per_unit[cat] // 10**currency_decimals
+            one = 10**currency_decimals
+            whole, part = paid // one, paid - paid // one * one
+            # part * points may pass int64 (wei): mul_divmod keeps it exact
+            earned = whole * points_per_unit[cat] + mul_divmod(part, points_per_unit[cat], one)[0]
             if earned > 0:
                 bal_amount[p] += earned
                 j_record[cursor], j_balance[cursor], j_delta[cursor] = i, p, earned

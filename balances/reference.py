@@ -12,7 +12,8 @@ rates. It follows the rules of :mod:`balances.debit` in the same steps:
    (``valid_from <= start < valid_until``) and admitted by their filter, cover
    the record's billed usage from its start, in paying order (weight
    descending, then the one expiring first, then the older; the main balance
-   last);
+   is ordinary here: the caller gives it the weight
+   :data:`balances.state.MAIN_WEIGHT` and the creation order it has);
 2. what they leave is priced: the connect fee (none when everything is
    covered) plus, per span, its uncovered billed units at its price, each
    rounded to whole nanos by the span's destination rate; the sum rounded and
@@ -74,7 +75,7 @@ class RefBalance:
     weight: int = 0
     valid_from: datetime | None = None  # None: valid from the beginning
     valid_until: datetime | None = None  # None: never expires
-    filter: Filter = Filter()
+    filter: Filter = field(default_factory=Filter)
     created: int = 0  # creation order within the account (older pays first among equals)
 
 
@@ -133,10 +134,11 @@ def debit_reference(
             continue
         account, rating = accounts[record.account], record.rating
 
-        def log(balance: RefBalance, delta: int, reason: int, i: int = i) -> None:
+        def log(
+            balance: RefBalance, delta: int, reason: int, i: int = i, who: str = record.account
+        ) -> None:
             balance.amount += delta
-            key = (record.account, balance.id)
-            journal.append(JournalRow(i, key, delta, balance.amount, reason))
+            journal.append(JournalRow(i, (who, balance.id), delta, balance.amount, reason))
 
         order = sorted(account.balances, key=_paying_order)
         usable = [b for b in order if _admits(b, record)]
@@ -160,7 +162,7 @@ def debit_reference(
                     left -= take
                     log(b, -take, USAGE_MONEY)
         main = next(b for b in account.balances if b.id == MAIN)
-        if left > 0 and account.mode is not Mode.PREPAID:
+        if left > 0 and account.mode is not Mode.PREPAID and main.unit == tariff.currency:
             take = min(max(main.amount - main.reserved + account.credit_limit, 0), left)
             if take > 0:
                 left -= take
@@ -175,11 +177,9 @@ def debit_reference(
     return outcomes, journal
 
 
-def _paying_order(b: RefBalance) -> tuple[bool, int, bool, datetime | None, int]:
-    # False sorts first: the main balance goes last, a balance that never expires
-    # after every one that does
-    until = b.valid_until
-    return (b.id == MAIN, -b.weight, until is None, until, b.created)
+def _paying_order(b: RefBalance) -> tuple[int, bool, datetime | None, int]:
+    # a balance that never expires (True) pays after every one that does
+    return (-b.weight, b.valid_until is None, b.valid_until, b.created)
 
 
 def _admits(b: RefBalance, record: RefRecord) -> bool:

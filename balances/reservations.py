@@ -58,7 +58,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import numpy as np
@@ -67,6 +67,8 @@ from numba import njit
 from balances import kernels as bk
 from balances.debit import KIND_MEASURE, MEASURE_CODES, Debitor
 from balances.exceptions import (
+    BalanceError,
+    OperationConflictError,
     ReservationError,
     ReservationFinishedError,
     UnknownReservationError,
@@ -161,7 +163,7 @@ class Release(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     status: str  # RELEASED or EXPIRED
 
 
-class Reservation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Reservation(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_like=True):
     """A grant and what it holds; the value kept under ``res/<id>``."""
 
     id: str
@@ -181,6 +183,17 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     status: str = OPEN
     finished_at: float = 0.0
     charge: Charge | None = None
+
+
+class _Asked(NamedTuple):
+    """A batch of authorize requests as the rating reads it, and what reservations keep."""
+
+    columns: Columns
+    rows: I64  # account rows, -1 for an unknown account
+    tenants: list[str]
+    subjects: list[str]
+    kinds: list[int]
+    starts: list[int]
 
 
 _ENC = msgspec.msgpack.Encoder()
@@ -445,12 +458,13 @@ class Reservations:
                 raise ReservationError(msg)
         if not requests:
             return []
-        columns, rows, tenants, subjects = self._request_columns(requests)
+        asked = self._request_columns(requests)
+        columns, rows = asked.columns, asked.rows
         rated = self._rater.rate(columns)
         refused = (rows < 0) | (rated.error != 0)
         slow = self._volume_based(rated) & ~refused
         skip = np.where(refused, _REFUSED, np.where(slow, _DEFERRED, 0)).astype(np.int64)
-        out = self._hold(columns, rated, rows, skip)
+        out = self._reserve(columns, rated, rows, skip)
         granted, short, ptr, held, amounts = (a.tolist() for a in out)
         searched = {
             i: self._search(columns, i, rows[i : i + 1]) for i in np.flatnonzero(slow).tolist()
@@ -473,9 +487,9 @@ class Reservations:
                 continue
             self._seq += 1
             held_now = Reservation(
-                id=f"{self._prefix}-{self._seq}", account=q.account, tenant=tenants[i],
-                category=q.category, subject=subjects[i], destination=q.destination,
-                kind=self._kinds[q.category], start_us=int(columns.start_us[i]), session=q.session,
+                id=f"{self._prefix}-{self._seq}", account=q.account, tenant=asked.tenants[i],
+                category=q.category, subject=asked.subjects[i], destination=q.destination,
+                kind=asked.kinds[i], start_us=asked.starts[i], session=q.session,
                 requested=q.requested, granted=g, rows=tuple(b_rows), amounts=tuple(b_amounts),
                 expires_at=expires,
             )  # fmt: skip
@@ -486,10 +500,8 @@ class Reservations:
                                 expires_at=expires, reason=reason))  # fmt: skip
         return grants
 
-    def _request_columns(
-        self, requests: Sequence[AuthorizeRequest]
-    ) -> tuple[Columns, I64, list[str], list[str]]:
-        """The requests as a batch to rate, their account rows, tenants and subjects."""
+    def _request_columns(self, requests: Sequence[AuthorizeRequest]) -> _Asked:
+        """The requests as a batch to rate, with their account rows."""
         state = self._ledger.state
         accounts = StrColumn.from_strings([q.account for q in requests])
         rows = state.account_rows(accounts)
@@ -509,7 +521,7 @@ class Reservations:
             start_us=np.array(starts, dtype=np.int64),
             usage=np.array([q.requested for q in requests], dtype=np.int64),
         )  # fmt: skip
-        return columns, rows, tenants, subjects
+        return _Asked(columns, rows, tenants, subjects, kinds, starts)
 
     def _kind(self, category: str) -> int:
         """The record kind of a category, by the rule ``ratewire cost`` uses."""
@@ -554,7 +566,9 @@ class Reservations:
         return (rec, rated.span_start, sp, money, acc, bal, filt, self._measures, d.currency,
                 d.currency_decimals)  # fmt: skip
 
-    def _hold(self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64) -> tuple[I64, ...]:
+    def _reserve(
+        self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64
+    ) -> tuple[I64, ...]:
         """Run the authorize kernel: granted, short, and the holds as a CSR (ptr, row, amount)."""
         n = len(columns)
         size = int(self._ledger.state.acc.arrays["count"][np.maximum(rows, 0)].sum()) + n
@@ -582,7 +596,7 @@ class Reservations:
         if lo == 0:
             return 0, 1, [], []
         one = _one(columns, i, lo)
-        granted, _, _, held, amount = self._hold(one, self._rater.rate(one), row, clear)
+        granted, _, _, held, amount = self._reserve(one, self._rater.rate(one), row, clear)
         return int(granted[0]), int(lo < requested), held.tolist(), amount.tolist()
 
     def _keep_open(self, reservation: Reservation) -> None:
@@ -594,11 +608,11 @@ class Reservations:
     def commit(self, reservation_id: str, actual: int, *, op_id: str = "") -> Charge:
         """Charge ``actual`` usage and free the rest of the reservation (module docstring)."""
         result = self.commit_many([CommitRequest(reservation_id, actual, op_id)])[0]
-        if isinstance(result, ReservationError):
+        if isinstance(result, BalanceError):
             raise result
         return result
 
-    def commit_many(self, requests: Sequence[CommitRequest]) -> list[Charge | ReservationError]:
+    def commit_many(self, requests: Sequence[CommitRequest]) -> list[Charge | BalanceError]:
         """Commit each request; one that cannot be committed gets its error instead.
 
         Commits of one account are debited in batch order, each right after its own
@@ -606,7 +620,7 @@ class Reservations:
         round is one rating and one debit.
         """
         now = self._clock()
-        answers: list[Charge | ReservationError | None] = [None] * len(requests)
+        answers: list[Charge | BalanceError | None] = [None] * len(requests)
         rounds: list[list[tuple[int, Reservation, CommitRequest]]] = []
         depth: dict[str, int] = {}  # commits of each account so far
         first: dict[str, int] = {}  # reservation id -> its first request in the batch
@@ -625,21 +639,18 @@ class Reservations:
         for batch in rounds:
             for i, charge in self._settle(batch, now):
                 answers[i] = charge
-        done = []
-        for answer, q in zip(answers, requests, strict=True):
-            answer = answers[first[q.reservation_id]] if answer is None else answer
-            assert answer is not None  # every first request was answered above
-            done.append(answer)
-        return done
+        # every reservation's first request has its answer; a repeat gets the same
+        return [cast(Charge | BalanceError, answers[first[q.reservation_id]]) for q in requests]
 
-    def _precheck(self, q: CommitRequest, now: float) -> Reservation | Charge | ReservationError:
+    def _precheck(self, q: CommitRequest, now: float) -> Reservation | Charge | BalanceError:
         """The open reservation to commit, or the answer without committing."""
         rid = q.reservation_id
         if q.actual < 0:
-            return ReservationError(f"commit {rid!r}: actual usage {q.actual} is negative")
-        before = self._ledger.done(q.op_id) if q.op_id else None
+            msg = f"commit {rid!r}: actual usage {q.actual} is negative"
+            return ReservationError(msg)
+        before = self._replayed(q) if q.op_id else None
         if before is not None:
-            return msgspec.convert(before, Charge)
+            return before
         found = self._open.get(rid)
         if found is not None and found.expires_at <= now:
             self._expire_one(found, now)
@@ -650,6 +661,18 @@ class Reservations:
         if done is None:
             return self._unknown(rid)
         return done.charge if done.charge is not None else self._gone(done)
+
+    def _replayed(self, q: CommitRequest) -> Charge | OperationConflictError | None:
+        """The first charge of a commit retried under its ``op_id``, as the ledger keeps it."""
+        before = self._ledger.done(q.op_id)
+        if before is None:
+            return None
+        key = [q.reservation_id]
+        if isinstance(before, dict) and before.get("op") == "commit" and before["key"] == key:
+            return msgspec.convert(before["charge"], Charge)
+        msg = f"op_id {q.op_id!r} was used for another operation, not commit {key}; give every"
+        msg += " operation its own op_id and reuse one only to retry the same operation"
+        return OperationConflictError(msg)
 
     def _settle(
         self, batch: list[tuple[int, Reservation, CommitRequest]], now: float
@@ -675,7 +698,8 @@ class Reservations:
             )  # fmt: skip
             self._finish(res, COMMITTED, now, charge)
             if q.op_id:
-                self._ledger.record_op(q.op_id, msgspec.to_builtins(charge))
+                first = {"op": "commit", "key": [res.id], "charge": msgspec.to_builtins(charge)}
+                self._ledger.record_op(q.op_id, first)
             settled.append((i, charge))
         return settled
 
@@ -800,6 +824,8 @@ def _table(*columns: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.int64]
 
 
 def _charge_reason(flags: int, rated: RatedBatch, j: int) -> str:
+    if flags == 0:
+        return ""
     if flags & bk.FLAG_UNKNOWN_ACCOUNT:
         return UNKNOWN_ACCOUNT
     if flags & bk.FLAG_NOT_RATED:

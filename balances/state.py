@@ -189,7 +189,7 @@ class BalanceState:
         acc["head"][bal["account"][order[starts]]] = order[starts]
         names = self.balance_ids
         points = [u for u, unit in enumerate(self.units.units) if unit.measure.value == "points"]
-        for row in order.tolist():  # main and first points balance of each account
+        for row in rows.tolist():  # main, and the first created points balance, of each account
             a = int(bal["account"][row])
             if names[row] == MAIN and int(bal["unit"][row]) == int(acc["currency"][a]):
                 acc["main"][a] = row
