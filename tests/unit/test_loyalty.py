@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,12 @@ from balances.exceptions import (
 from balances.ledger import JournalEntry, Ledger
 from balances.loyalty import Offer, load_loyalty, redeem_points, scaled_amount
 from balances.model import MAIN, Account, Balance
-from balances.store import MemoryStore, RocksStore, Store
 from balances.units import load_units
 from engine.columns import KIND_VOICE
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
 from tests.tariff_builders import Record, columns_of
+from tests.unit.conftest import Books
 
 UNITS = load_units()
 RULES = load_loyalty(UNITS)
@@ -41,37 +40,6 @@ SAMPLE_PLAN = Path(__file__).parents[2] / "tariffs" / "samples" / "mobile.toml"
 
 def us(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000
-
-
-class Books:
-    """Ledgers on one kind of store; :meth:`reopen` is a restarted worker: only what was
-    checkpointed survives."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind, self.path = kind, path
-        self.memory = MemoryStore()
-        self.stores: list[Store] = [self.memory]
-
-    def open(self) -> Ledger:
-        store: Store = self.memory if self.kind == "memory" else RocksStore(self.path)
-        self.stores.append(store)
-        return Ledger(store, UNITS)
-
-    def reopen(self, ledger: Ledger) -> Ledger:
-        if self.kind == "rocks":
-            ledger.store.close()
-        return self.open()
-
-    def close(self) -> None:
-        for store in self.stores:
-            store.close()
-
-
-@pytest.fixture(params=["memory", "rocks"])
-def books(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Books]:
-    made = Books(request.param, tmp_path / "db")
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,8 +22,8 @@ from balances.exceptions import (
 from balances.ledger import JournalEntry, Ledger
 from balances.model import MAIN, Account, Balance
 from balances.referral import Grant, Referral, Reward, create_with_referrer, referral_of
-from balances.store import MemoryStore, RocksStore, Store
 from balances.units import load_units
+from tests.unit.conftest import Books
 
 UNITS = load_units()
 EUR = 10**9
@@ -45,37 +43,6 @@ def new(account_id: str, referrer: str, currency: str = "EUR") -> Account:
 def credit(account: str, balance: str, amount: int, before: int, ref: str) -> JournalEntry:
     return JournalEntry(account, balance, amount, before, before + amount, "referral", ref,
                         us(T0))  # fmt: skip
-
-
-class Books:
-    """Ledgers on one kind of store; :meth:`reopen` is a restarted worker: only what was
-    checkpointed survives."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind, self.path = kind, path
-        self.memory = MemoryStore()
-        self.stores: list[Store] = [self.memory]
-
-    def open(self) -> Ledger:
-        store: Store = self.memory if self.kind == "memory" else RocksStore(self.path)
-        self.stores.append(store)
-        return Ledger(store, UNITS)
-
-    def reopen(self, ledger: Ledger) -> Ledger:
-        if self.kind == "rocks":
-            ledger.store.close()
-        return self.open()
-
-    def close(self) -> None:
-        for store in self.stores:
-            store.close()
-
-
-@pytest.fixture(params=["memory", "rocks"])
-def books(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Books]:
-    made = Books(request.param, tmp_path / "db")
-    yield made
-    made.close()
 
 
 @pytest.fixture

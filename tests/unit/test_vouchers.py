@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,7 +26,6 @@ from balances.exceptions import (
 from balances.ledger import JournalEntry, Ledger
 from balances.model import MAIN, Account, Balance, Filter
 from balances.state import NEVER
-from balances.store import MemoryStore, RocksStore, Store
 from balances.units import load_units
 from balances.vouchers import (
     ALPHABET,
@@ -40,6 +38,7 @@ from balances.vouchers import (
     normalize,
     redeem,
 )
+from tests.unit.conftest import Books
 
 UNITS = load_units()
 EUR = 10**9  # EUR amounts are nanos
@@ -49,38 +48,6 @@ FROM, UNTIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
 
 def us(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000
-
-
-# -- a ledger on each store, and a restart -------------------------------------------------
-class Books:
-    """Ledgers on one kind of store; :meth:`reopen` is a restarted worker: only what was
-    checkpointed survives."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.kind, self.path = kind, path
-        self.memory = MemoryStore()
-        self.stores: list[Store] = [self.memory]
-
-    def open(self) -> Ledger:
-        store: Store = self.memory if self.kind == "memory" else RocksStore(self.path)
-        self.stores.append(store)
-        return Ledger(store, UNITS)
-
-    def reopen(self, ledger: Ledger) -> Ledger:
-        if self.kind == "rocks":
-            ledger.store.close()
-        return self.open()
-
-    def close(self) -> None:
-        for store in self.stores:
-            store.close()
-
-
-@pytest.fixture(params=["memory", "rocks"])
-def books(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Books]:
-    made = Books(request.param, tmp_path / "db")
-    yield made
-    made.close()
 
 
 @pytest.fixture
