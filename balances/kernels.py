@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from tariffs.kernels import div_round, mul_divmod, round_total
+from tariffs.kernels import mul_divmod, round_total, span_amount
 
 # account modes
 PREPAID, POSTPAID, HYBRID = 0, 1, 2
@@ -134,10 +134,7 @@ def debit_kernel(  # type: ignore[no-untyped-def]
                 start = sp_offset[c] - sp_offset[span_start[i]]
                 inside = min(sp_billed[c], max(0, covered - start))
                 rest = sp_billed[c] - inside
-                q = rest // sp_unit[c]
-                due += q * sp_price[c] + div_round(
-                    (rest - q * sp_unit[c]) * sp_price[c], sp_unit[c], sp_method[c]
-                )
+                due += span_amount(rest, sp_price[c], sp_unit[c], sp_method[c])
             due = round_total(due, decimals[i], method[i])
             if cap[i] and due > max_cost[i]:
                 due = max_cost[i]

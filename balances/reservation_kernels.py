@@ -13,7 +13,7 @@ from numba import njit
 
 from balances import kernels as bk
 from balances.kernels import admits, to_unit, usable
-from tariffs.kernels import div_round, round_total
+from tariffs.kernels import round_total, span_amount
 
 # -- kernels -------------------------------------------------------------------------
 # Per-record and per-span inputs are 2-D int64 tables (one array argument each: passing
@@ -78,9 +78,7 @@ def _price(r, x, bundle, span_start, sp, money, currency_decimals):  # type: ign
             break
         billed = min(sp[c, SP_BILLED], x - start)  # the span as rating usage x cuts it
         rest = billed - min(billed, max(0, covered - start))
-        price, unit = sp[c, SP_PRICE], sp[c, SP_UNIT]
-        q = rest // unit
-        due += q * price + div_round((rest - q * unit) * price, unit, sp[c, SP_METHOD])
+        due += span_amount(rest, sp[c, SP_PRICE], sp[c, SP_UNIT], sp[c, SP_METHOD])
     due = round_total(due, money[r, M_DECIMALS], money[r, M_METHOD])
     if money[r, M_CAP] and due > money[r, M_MAX_COST]:
         due = money[r, M_MAX_COST]

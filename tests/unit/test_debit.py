@@ -617,3 +617,55 @@ def test_every_balance_is_its_opening_amount_plus_its_journal(rng: SeededRandom)
             assert amounts[h.account.id, MAIN] >= min(h.main, 0)
         else:
             assert amounts[h.account.id, MAIN] >= min(h.main, -h.account.credit_limit)
+
+
+BIG_PRICE_PLAN = """
+[tariff]
+name = "per-GB"
+currency = "EUR"
+timezone = "UTC"
+[rates.RT_GB]
+steps = [{from = "0", price = "10", per = "1GB", increment = "1MB"}]
+[destination_rates.DR_GB]
+destination = "*any"
+rate = "RT_GB"
+rounding = "half_even"
+decimals = 9
+[plans.RP]
+bindings = [{destination_rate = "DR_GB"}]
+[[profiles]]
+tenant = "t"
+category = "data"
+subject = "*any"
+activation = "2026-01-01T00:00:00Z"
+plan = "RP"
+"""
+
+
+def test_money_due_is_exact_for_large_prices_per_unit() -> None:
+    """10 EUR per GB on a 950 MB session: billed × price passes int64 (found by the
+    rating property tests); the debit prices uncovered spans the same exact way."""
+    from datetime import UTC, datetime
+
+    from balances.debit import Debitor
+    from balances.ledger import Ledger
+    from balances.model import Account, Mode
+    from balances.store import MemoryStore
+    from balances.units import load_units
+    from engine.records import DataRecord
+    from engine.wire import records_to_columns
+    from tariffs.native import loads_native
+    from tariffs.rating import Rater
+
+    rater = Rater(loads_native(BIG_PRICE_PLAN, source="per-gb.toml"))
+    ledger = Ledger(MemoryStore(), load_units())
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    ledger.create_account(Account(id="a", tenant="t", currency="EUR", mode=Mode.POSTPAID,
+                                  credit_limit=100 * 10**9, created=created))  # fmt: skip
+    columns = records_to_columns([DataRecord(cdr_id="d", tenant="t", account="a",
+                                             start=datetime(2026, 2, 1, tzinfo=UTC),
+                                             usage=950_000_000)])  # fmt: skip
+    rated = rater.rate(columns)
+    assert int(rated.cost[0]) == 9_500_000_000
+    result = ledger.debit(Debitor(ledger.state, rater), columns, rated)
+    assert (int(result.due[0]), int(result.paid[0])) == (9_500_000_000, 9_500_000_000)
