@@ -1,4 +1,4 @@
-"""``ratewire accounts …``: create, show, top up and adjust accounts in a state folder.
+"""``ratewire accounts …``: create, show, top up, adjust accounts and change their mode.
 
 Amounts are typed as people read them: money as decimals of the currency
 (``10.50``), items as whole units of what they count (seconds, bytes,
@@ -122,6 +122,11 @@ def _dispatch(ledger: Ledger, args: argparse.Namespace) -> dict[str, Any]:
         return show(ledger, account_id)
     if args.action == "show":
         return show(ledger, account_id)
+    if args.action == "set-mode":
+        currency = ledger.state.accounts[ledger.state.row_of(account_id)].currency
+        limit = parse_quantity(ledger, currency, args.credit_limit) if args.credit_limit else 0
+        ledger.set_mode(account_id, Mode(args.mode), limit, at=datetime.now(UTC))
+        return show(ledger, account_id)
     row = ledger.state.row_of(account_id)
     balance = args.balance_id
     unit = ledger.state.units.units[int(ledger.state.bal.arrays["unit"][
@@ -146,6 +151,7 @@ def add_parser(commands: Any) -> None:
         ("show", "show balances"),
         ("topup", "credit a balance"),
         ("adjust", "correct a balance"),
+        ("set-mode", "change prepaid/postpaid/hybrid and the credit limit"),
     )
     for name, helptext in actions_help:
         p = actions.add_parser(name, help=helptext)
@@ -164,6 +170,9 @@ def add_parser(commands: Any) -> None:
                 action="append",
                 help="id=…,unit=…,amount=…,weight=…,until=…,destinations=A;B",
             )
+        if name == "set-mode":
+            p.add_argument("--mode", choices=[m.value for m in Mode], required=True)
+            p.add_argument("--credit-limit", default="", help="postpaid/hybrid, in the currency")
         if name in ("topup", "adjust"):
             p.add_argument("--balance", dest="balance_id", default="main")
             p.add_argument("--amount", required=True, help="money as 10.50; items as a count")

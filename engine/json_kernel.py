@@ -20,6 +20,8 @@ from numba import njit
 QUOTE = 34
 BACKSLASH = 92
 TEN = np.uint64(10)
+HUNDRED = np.uint64(100)
+PAIRS = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8)
 TRUE = np.frombuffer(b"true", dtype=np.uint8)
 FALSE = np.frombuffer(b"false", dtype=np.uint8)
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -28,7 +30,7 @@ HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 @njit(cache=True, inline="always")
 def put_raw(out, pos, data, a, b):  # type: ignore[no-untyped-def]
     """Copy ``data[a:b]`` (already valid JSON text) to ``out[pos:]``."""
-    for j in range(a, b):
+    for j in range(a, b):  # short pieces: a plain loop beats a memmove call
         out[pos] = data[j]
         pos += 1
     return pos
@@ -87,20 +89,30 @@ def put_int(out, pos, value):  # type: ignore[no-untyped-def]
         out[pos] = 45  # '-'
         pos += 1
         value = -value
-    start = pos
-    u = np.uint64(value)  # unsigned: division by 10 compiles to a multiply and a shift
-    while True:
-        out[pos] = np.uint8(48) + np.uint8(u % TEN)
-        pos += 1
-        u //= TEN
-        if u == 0:
+    u = np.uint64(value)  # unsigned: division by a constant compiles to a multiply and a shift
+    digits = 1
+    bound = TEN
+    while u >= bound and digits < 20:  # count digits first, then write from the right
+        digits += 1
+        if digits == 20:
             break
-    end = pos - 1
-    while start < end:  # digits were written backwards
-        out[start], out[end] = out[end], out[start]
-        start += 1
-        end -= 1
-    return pos
+        bound *= TEN
+    end = pos + digits
+    k = end
+    while u >= HUNDRED:  # two digits per division, from a pair table
+        q = u // HUNDRED
+        r = np.int64(u - q * HUNDRED)
+        out[k - 2] = PAIRS[2 * r]
+        out[k - 1] = PAIRS[2 * r + 1]
+        k -= 2
+        u = q
+    if u >= TEN:
+        r = np.int64(u)
+        out[k - 2] = PAIRS[2 * r]
+        out[k - 1] = PAIRS[2 * r + 1]
+    else:
+        out[k - 1] = np.uint8(48) + np.uint8(u)
+    return end
 
 
 @njit(cache=True, inline="always")

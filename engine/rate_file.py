@@ -194,14 +194,19 @@ def _rejects(batch: Batch, rows: list[int], codes: list[str]) -> list[Reject]:
     encoder = msgspec.json.Encoder()
     c = batch.columns
     positions = batch.locate() if batch.locate else None
+    at = np.array(rows, dtype=np.int64)
+    fields = [c.tenant, c.category, c.subject, c.destination, c.cdr_id, c.account]
+    values = zip(*(f.values_at(at) for f in fields), strict=True) if rows else iter(())
     rejects = []
-    for i, code in zip(rows, codes, strict=True):
+    for i, code, (tenant, category, subject, destination, cdr_id, account) in zip(
+        rows, codes, values, strict=False
+    ):
         where = positions[i] if positions else f"{batch.raw_source}{i}"
         message = (
-            f"rate: {code}: {c.tenant[i]}/{c.category[i]}/{c.subject[i]} → "
-            f"{c.destination[i] or '(any)'} (cdr_id {c.cdr_id[i]}, account {c.account[i]})"
+            f"rate: {code}: {tenant}/{category}/{subject} → {destination or '(any)'} "
+            f"(cdr_id {cdr_id}, account {account})"
         )
-        raw = encoder.encode({"cdr_id": c.cdr_id[i], "account": c.account[i]})
+        raw = encoder.encode({"cdr_id": cdr_id, "account": account})
         rejects.append(Reject(source=where, reason=code, message=message, raw=raw))
     return rejects
 

@@ -163,7 +163,7 @@ class JsonTables:
         rated: RatedBatch,
         rows: npt.NDArray[np.intp],
         debits: Debits | None = None,
-    ) -> bytes:
+    ) -> memoryview:
         cols = [getattr(columns, name) for name in STRING_COLUMNS]
         strings = np.concatenate([col.data for col in cols])
         bases = np.cumsum([0] + [len(col.data) for col in cols[:-1]])
@@ -191,7 +191,7 @@ class JsonTables:
             self.plan_name, self.zone_name, self.span_names, self.step_cols,
             d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], out,
         )  # fmt: skip
-        return out[:size].tobytes()
+        return out[:size].data  # a view, no copy: the caller writes it out
 
 
 _NONE = np.zeros(0, dtype=np.int64)

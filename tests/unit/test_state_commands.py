@@ -172,3 +172,15 @@ def test_rate_with_state_debits_and_rejects(
     code, summary = run(capsys, *argv)
     assert summary["rejected_by_reason"] == {"DUPLICATE": 2, "UNKNOWN_ACCOUNT": 1}
     assert journal(state) == before
+
+
+def test_set_mode_lets_a_postpaid_account_owe(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, shown = run(capsys, "accounts", "set-mode", "--state", str(state), "--account", "acc1",
+                      "--mode", "postpaid", "--credit-limit", "20")  # fmt: skip
+    assert code == EXIT_OK
+    assert (shown["mode"], shown["credit_limit"]) == ("postpaid", "20")
+    code, answer = run(capsys, "accounts", "set-mode", "--state", str(state), "--account", "acc1",
+                       "--mode", "postpaid", "--credit-limit", "-5")  # fmt: skip
+    assert (code, answer["error"]) == (EXIT_BAD_INPUT, "INVALID_ARGUMENT")
