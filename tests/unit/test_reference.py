@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tariffs.cgrates import load_cgrates
 from tariffs.exceptions import RatingError
 from tariffs.model import (
     ANY,
@@ -611,19 +612,17 @@ CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "cgrates" /
 
 @pytest.fixture(scope="module")
 def cgrates_plan() -> Callable[[str], Tariff]:
-    if not CORPUS.is_dir():
-        pytest.skip(f"no CGRateS corpus at {CORPUS}")
-    cgrates = pytest.importorskip("tariffs.cgrates")
     loaded: dict[str, Tariff] = {}
 
     def load(name: str) -> Tariff:
         if name not in loaded:
-            loaded[name] = cgrates.load_cgrates(CORPUS / name)
+            loaded[name] = load_cgrates(CORPUS / name)
         return loaded[name]
 
     return load
 
 
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the CGRateS corpus is not beside the project")
 @pytest.mark.parametrize(
     ("plan", "category", "subject", "destination", "start", "usage", "expected"),
     [
