@@ -134,7 +134,6 @@ class CompiledTariff:
     timing_names: tuple[str, ...]
     drate_names: tuple[str, ...]
     rate_names: tuple[str, ...]
-    binding_plan: tuple[int, ...]
 
 
 def _timing_row(t: Timing) -> list[int]:
@@ -211,7 +210,6 @@ def compile_tariff(tariff: Tariff) -> CompiledTariff:
     b_timing: list[int] = []
     b_weight: list[float] = []
     b_destination: list[int] = []
-    binding_plan: list[int] = []
     groups: dict[tuple[str, int], list[int]] = {}  # (prefix, plan) -> bindings
     for plan_no, plan in enumerate(tariff.plans.values()):
         for binding in plan.bindings:
@@ -220,7 +218,6 @@ def compile_tariff(tariff: Tariff) -> CompiledTariff:
             b_drate.append(drate_index[drate.id])
             b_timing.append(timing_index[binding.timing])
             b_weight.append(binding.weight)
-            binding_plan.append(plan_no)
             if drate.destination == ANY:
                 b_destination.append(-1)
                 groups.setdefault(("", plan_no), []).append(b)
@@ -273,5 +270,4 @@ def compile_tariff(tariff: Tariff) -> CompiledTariff:
         timing_names=timing_names,
         drate_names=drate_names,
         rate_names=rate_names,
-        binding_plan=tuple(binding_plan),
     )

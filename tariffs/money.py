@@ -14,21 +14,6 @@ from tariffs.model import NANOS, Rounding
 
 NANO_DECIMALS = 9
 
-CURRENCY_DECIMALS: dict[str, int] = {
-    # ISO 4217 minor units for the currencies most operators bill in, plus the
-    # usual on-chain precisions. Anything not listed displays with 2 decimals.
-    "EUR": 2,
-    "USD": 2,
-    "GBP": 2,
-    "CHF": 2,
-    "XOF": 0,
-    "XAF": 0,
-    "JPY": 0,
-    "KWD": 3,
-    "BTC": 8,
-    "ETH": 18,
-}
-
 
 def parse_amount(text: str | int, where: str) -> int:
     """Parse a decimal amount (``"0.01"``, ``"1.2"``, ``3``) into nanos.
