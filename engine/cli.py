@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="input format (default: by file extension)")  # fmt: skip
     rate.add_argument("--state", type=Path, help="balances store (RocksDB folder) to debit")
     rate.add_argument("--units", type=Path, help="unit catalog (default: the sample units)")
+    rate.add_argument("--loyalty", type=Path, help="loyalty rules: points earned with --state")
     rate.add_argument("--json", action="store_true", help="print the summary as JSON")
     cli_accounts.add_parser(commands)
     cli_vouchers.add_parser(commands)
@@ -96,6 +97,7 @@ def _run_cost(args: argparse.Namespace) -> int:
 
 def _run_rate(args: argparse.Namespace) -> int:
     from balances.debit import Debitor
+    from balances.loyalty import load_loyalty
     from engine.rate_file import StatefulRating, rate_file
 
     tariff = load_tariff(args.tariffs, currency=args.currency, timezone=args.timezone)
@@ -105,7 +107,8 @@ def _run_rate(args: argparse.Namespace) -> int:
         if args.state:
             ledger = open_ledger(args.state, args.units)
             stack.callback(ledger.close)
-            state = StatefulRating(ledger, Debitor(ledger.state, rater))
+            earn = load_loyalty(ledger.state.units, args.loyalty).earn if args.loyalty else {}
+            state = StatefulRating(ledger, Debitor(ledger.state, rater, earn))
         summary = rate_file(
             rater,
             args.input,

@@ -18,6 +18,7 @@ from typing import Any
 from balances.exceptions import BalanceError
 from balances.ledger import Ledger, open_ledger
 from balances.model import Account, Balance, Filter, Measure, Mode
+from balances.referral import Grant, Reward, create_with_referrer
 from engine.exceptions import UsageInputError
 from tariffs.money import format_units
 
@@ -118,7 +119,20 @@ def _dispatch(ledger: Ledger, args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         ledger.state.units.money(args.currency)
         balances = [parse_balance(ledger, spec) for spec in args.balance or []]
-        ledger.create_account(account, balances)
+        if not args.referrer:
+            ledger.create_account(account, balances)
+            return show(ledger, account_id)
+        if not args.referral_reward:
+            msg = "--referrer needs --referral-reward UNIT:AMOUNT (what each side gets, once)"
+            raise UsageInputError(msg)
+        unit, _, amount = args.referral_reward.partition(":")
+        ledger.state.units.require(unit)
+        grant = Grant(unit=unit, amount=parse_quantity(ledger, unit, amount))
+        check_id("referrer", args.referrer)
+        create_with_referrer(ledger, account, reward=Reward(referrer=grant, referee=grant),
+                             op_id=f"referral:{account_id}")  # fmt: skip
+        for spec in balances:
+            ledger.add_balance(account_id, spec)
         return show(ledger, account_id)
     if args.action == "show":
         return show(ledger, account_id)
@@ -164,7 +178,9 @@ def add_parser(commands: Any) -> None:
             p.add_argument("--currency", default="EUR")
             p.add_argument("--mode", choices=[m.value for m in Mode], default="prepaid")
             p.add_argument("--credit-limit", default="", help="postpaid/hybrid, in the currency")
-            p.add_argument("--referrer", default="")
+            p.add_argument("--referrer", default="", help="an existing account that referred it")
+            p.add_argument("--referral-reward", default="",
+                           help="UNIT:AMOUNT credited once to both, e.g. EUR:5")  # fmt: skip
             p.add_argument(
                 "--balance",
                 action="append",

@@ -20,6 +20,7 @@ from engine.wire import encode_jsonl
 from tests.ledger_workload import SAMPLE_PLAN
 
 PLAN = str(SAMPLE_PLAN)
+LOYALTY = SAMPLE_PLAN.parents[2] / "balances" / "samples" / "loyalty.toml"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -184,3 +185,41 @@ def test_set_mode_lets_a_postpaid_account_owe(
     code, answer = run(capsys, "accounts", "set-mode", "--state", str(state), "--account", "acc1",
                        "--mode", "postpaid", "--credit-limit", "-5")  # fmt: skip
     assert (code, answer["error"]) == (EXIT_BAD_INPUT, "INVALID_ARGUMENT")
+
+
+def test_referral_rewards_both_once(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    create = ["accounts", "create", "--state", str(state), "--account", "acc2", "--tenant",
+              "ratewire.demo", "--referrer", "acc1", "--referral-reward", "EUR:5"]  # fmt: skip
+    code, shown = run(capsys, *create)
+    assert code == EXIT_OK
+    assert {b["id"]: b["amount"] for b in shown["balances"]} == {"main": "5"}
+    code, again = run(capsys, *create)  # the same request again is a retry: nothing more
+    assert (code, again) == (EXIT_OK, shown)
+    code, referrer = run(capsys, "accounts", "show", "--state", str(state), "--account", "acc1")
+    assert {b["id"]: b["amount"] for b in referrer["balances"]} == {"free": "1800", "main": "6"}
+    code, selfish = run(capsys, "accounts", "create", "--state", str(state), "--account",
+                        "acc3", "--tenant", "t", "--referrer", "acc3", "--referral-reward",
+                        "EUR:5")  # fmt: skip
+    assert (code, selfish["error"]) == (EXIT_BAD_INPUT, "REFERRAL_SELF")
+
+
+def test_rate_with_loyalty_rules_earns_points(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "accounts", "create", "--state", str(state), "--account", "pts", "--tenant",
+        "ratewire.demo", "--balance", "id=points,unit=points")  # fmt: skip
+    run(capsys, "accounts", "topup", "--state", str(state), "--account", "pts", "--amount", "5",
+        "--op-id", "p1")  # fmt: skip
+    call = VoiceRecord(cdr_id="p-1", tenant="ratewire.demo", account="pts",
+                       destination="4930123", start=datetime(2026, 11, 2, 10, tzinfo=UTC),
+                       usage=2400)  # fmt: skip
+    source = tmp_path / "cdrs.jsonl"
+    source.write_bytes(encode_jsonl([call]))
+    code, _ = run(capsys, "rate", "--tariffs", PLAN, "--in", str(source), "--out",
+                  str(tmp_path / "out.jsonl"), "--rejects", str(tmp_path / "rej.jsonl"),
+                  "--state", str(state), "--loyalty",
+                  str(LOYALTY))  # fmt: skip
+    assert code == EXIT_OK
+    code, shown = run(capsys, "accounts", "show", "--state", str(state), "--account", "pts")
+    # 3.63 EUR paid for 40 peak minutes, 10 points per whole EUR: 36 points
+    assert {b["id"]: b["amount"] for b in shown["balances"]} == {"points": "36", "main": "1.37"}
