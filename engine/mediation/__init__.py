@@ -1,0 +1,1 @@
+"""Mediation: third-party switch accounting files turned into ratewire usage records."""
