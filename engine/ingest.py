@@ -37,7 +37,7 @@ from engine.mediation import asterisk, freeswitch, kamailio
 from engine.mediation.common import Parsed, zone
 from engine.rate_file import Batch, StatefulRating, _unapplied, _unratable
 from engine.rated_output import RatedWriter
-from engine.records import VoiceRecord
+from engine.records import Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject, RejectSink
 from engine.wire import records_to_columns
 from tariffs.money import format_amount, parse_amount
@@ -112,7 +112,7 @@ class FileSummary:
 class _Mediated(msgspec.Struct, kw_only=True):
     """A parser's result in one shape, whatever the format."""
 
-    records: list[VoiceRecord]
+    records: list[Record]
     skipped: dict[str, int]
     rejects: list[Reject]
     lines: int
@@ -146,7 +146,8 @@ class Mediation:
             else:
                 acc = kamailio.parse_acc(path, tenant=self.tenant, timezone=tz, carry=self.carry)
                 self.carry[:] = acc.unpaired
-            return _Mediated(records=acc.records, skipped=acc.skipped, rejects=acc.rejects,
+            return _Mediated(records=list[Record](acc.records), skipped=acc.skipped,
+                             rejects=acc.rejects,
                              lines=acc.lines, parsed_lines=acc.consumed,
                              carried_in=acc.carried_in, unpaired=acc.unpaired)  # fmt: skip
         parse = {
@@ -197,7 +198,7 @@ class Ingestor:
 
     def _rate(
         self,
-        records: list[VoiceRecord],
+        records: list[Record],
         name: str,
         summary: FileSummary,
         extra: dict[bytes, bytes] | None,
@@ -229,7 +230,7 @@ class Ingestor:
         summary.charged.setdefault(currency, 0)
 
 
-def _unusable(record: VoiceRecord, source: str, why: str = "") -> Reject:
+def _unusable(record: Record, source: str, why: str = "") -> Reject:
     why = why or ("no account" if not record.account else "no cdr_id")
     message = f"ingest: {source}: cannot be rated: {why} (cdr_id {record.cdr_id!r})"
     raw = msgspec.json.encode({"cdr_id": record.cdr_id, "account": record.account})

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from engine.exceptions import UsageInputError
-from engine.records import VoiceRecord
+from engine.records import Record, VoiceRecord
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
 
 BLANK: Final = "blank"
@@ -29,7 +29,7 @@ class Parsed(msgspec.Struct, kw_only=True):
     lines read (one more reject, at ``file:0``, when the file is empty).
     """
 
-    records: list[VoiceRecord] = msgspec.field(default_factory=list)
+    records: list[Record] = msgspec.field(default_factory=list)
     skipped: dict[str, int] = msgspec.field(default_factory=dict)
     rejects: list[Reject] = msgspec.field(default_factory=list)
 
