@@ -35,7 +35,7 @@ import msgspec
 from engine.exceptions import DecodeError, UsageInputError
 from engine.mediation import asterisk, freeswitch, kamailio
 from engine.mediation.common import Parsed, zone
-from engine.rate_file import Batch, StatefulRating, _unapplied, _unratable
+from engine.rate_file import Batch, StatefulRating, rate_batch
 from engine.rated_output import RatedWriter
 from engine.records import Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject, RejectSink
@@ -146,7 +146,7 @@ class Mediation:
             else:
                 acc = kamailio.parse_acc(path, tenant=self.tenant, timezone=tz, carry=self.carry)
                 self.carry[:] = acc.unpaired
-            return _Mediated(records=list[Record](acc.records), skipped=acc.skipped,
+            return _Mediated(records=acc.records, skipped=acc.skipped,
                              rejects=acc.rejects,
                              lines=acc.lines, parsed_lines=acc.consumed,
                              carried_in=acc.carried_in, unpaired=acc.unpaired)  # fmt: skip
@@ -216,14 +216,10 @@ class Ingestor:
                 keep = []
         if keep:
             batch = Batch(columns, [], lambda: [f"{name}#{i}" for i in keep], name)
-            rated = self.rater.rate(columns, self.counters)
-            bad += _unratable(batch, rated) if rated.error.any() else []
-            debits = self.state.apply(columns, rated) if self.state else None
-            if debits is not None:
-                bad += _unapplied(batch, rated, debits.flags)
-            summary.rated = self.writer.write(columns, rated, debits)
-            charged = int(rated.cost[self.writer.rows(rated, debits)].sum())
-            summary.charged[currency] = charged
+            result = rate_batch(self.rater, batch, self.counters, self.writer, self.state)
+            bad += result.rejects
+            summary.rated = result.rated
+            summary.charged[currency] = result.charged
         if self.state is not None:
             self.state.ledger.checkpoint(extra)
         summary.rating_rejected = _count(self._write_rejects(bad))

@@ -34,7 +34,13 @@ from engine.columns import Columns
 from engine.exceptions import DecodeError, UsageInputError
 from engine.rated_output import Debits, RatedWriter
 from engine.rejects import Reject, RejectSink
-from engine.wire import Decoded, decode_columnar, decode_jsonl, decode_message_with_rejects
+from engine.wire import (
+    Decoded,
+    decode_columnar,
+    decode_jsonl,
+    decode_message_with_rejects,
+    jsonl_chunks,
+)
 from engine.wire import records_to_columns as to_columns
 from tariffs.money import format_amount, format_units
 from tariffs.rating import PeriodCounters, RatedBatch, Rater
@@ -144,21 +150,11 @@ def _rows(decoded: Decoded, source: str) -> Batch:
 
 def _batches(path: Path, fmt: str) -> Iterator[Batch]:
     if fmt == "jsonl":
-        line, tail = 1, b""
-        with path.open("rb") as file:
-            while True:
-                chunk = file.read(CHUNK_BYTES)
-                buffer = tail + chunk
-                cut = len(buffer) if not chunk else buffer.rfind(b"\n") + 1
-                body, tail = buffer[:cut], buffer[cut:]
-                if body:
-                    decoded = decode_jsonl(body, source=str(path), first_line=line)
-                    batch = _rows(decoded, str(path))
-                    locate = partial(_line_positions, body, line, decoded, str(path))
-                    yield Batch(batch.columns, batch.rejects, locate, str(path), file.tell())
-                    line += body.count(b"\n")
-                if not chunk:
-                    return
+        for body, line, read in jsonl_chunks(path, chunk_bytes=CHUNK_BYTES):
+            decoded = decode_jsonl(body, source=str(path), first_line=line)
+            batch = _rows(decoded, str(path))
+            locate = partial(_line_positions, body, line, decoded, str(path))
+            yield Batch(batch.columns, batch.rejects, locate, str(path), read)
     elif fmt in ("json", "msgpack"):
         raw = path.read_bytes()
         decoded = decode_message_with_rejects(raw, "json" if fmt == "json" else "msgpack",
@@ -211,12 +207,13 @@ def _rejects(batch: Batch, rows: list[int], codes: list[str]) -> list[Reject]:
     return rejects
 
 
-def _unratable(batch: Batch, rated: RatedBatch) -> list[Reject]:
+def unratable(batch: Batch, rated: RatedBatch) -> list[Reject]:
+    """Rejects for the records of a batch that could not be rated."""
     rows = np.flatnonzero(rated.error).tolist()
     return _rejects(batch, rows, [rated.error_code(i) or "RATING_ERROR" for i in rows])
 
 
-def _unapplied(batch: Batch, rated: RatedBatch, flags: npt.NDArray[np.int64]) -> list[Reject]:
+def unapplied(batch: Batch, rated: RatedBatch, flags: npt.NDArray[np.int64]) -> list[Reject]:
     """Rated records the ledger did not apply: unknown account, or seen before."""
     rows = np.flatnonzero(
         (rated.error == 0) & ((flags & (FLAG_UNKNOWN_ACCOUNT | FLAG_DUPLICATE)) != 0)
@@ -248,6 +245,38 @@ class StatefulRating:
             delta=journal.delta,
             after=journal.after,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What rating (and with ``--state`` debiting) one batch gave."""
+
+    rejects: list[Reject]  # unratable records, then records the ledger did not apply
+    rated: int  # rated records written
+    charged: int  # nanos: the rated cost of the records written
+    debits: Debits | None
+
+
+def rate_batch(
+    rater: Rater,
+    batch: Batch,
+    counters: PeriodCounters,
+    writer: RatedWriter,
+    state: StatefulRating | None,
+) -> BatchResult:
+    """Rate a decoded batch, debit it with ``state``, write its rated records.
+
+    The rejects are returned, not written; the caller writes them and then
+    checkpoints the ledger (with its own input position).
+    """
+    assert batch.columns is not None
+    rated = rater.rate(batch.columns, counters)
+    rejects = unratable(batch, rated) if rated.error.any() else []
+    debits = state.apply(batch.columns, rated) if state else None
+    if debits is not None:
+        rejects += unapplied(batch, rated, debits.flags)
+    charged = int(rated.cost[writer.rows(rated, debits)].sum())
+    return BatchResult(rejects, writer.write(batch.columns, rated, debits), charged, debits)
 
 
 def rate_file(
@@ -283,21 +312,17 @@ def rate_file(
             summary.read += len(batch.rejects)
             if batch.columns is None:
                 continue
-            rated = rater.rate(batch.columns, counters)
-            bad = _unratable(batch, rated) if rated.error.any() else []
-            sink.write(bad)
+            result = rate_batch(rater, batch, counters, writer, state)
+            sink.write(result.rejects)
             summary.read += len(batch.columns)
-            debits = state.apply(batch.columns, rated) if state else None
-            if debits is not None:
-                assert state is not None
-                sink.write(_unapplied(batch, rated, debits.flags))
+            summary.rated += result.rated
+            summary.charged[currency] = summary.charged.get(currency, 0) + result.charged
+            debits = result.debits
+            if state is not None and debits is not None:
                 state.ledger.checkpoint()
                 summary.insufficient_credit += int(np.count_nonzero(debits.flags & 1))
                 summary.paid_scale = debits.currency_scale
-                summary.paid += int(debits.paid[writer.rows(rated, debits)].sum())
-            summary.rated += writer.write(batch.columns, rated, debits)
-            charged = int(rated.cost[writer.rows(rated, debits)].sum())
-            summary.charged[currency] = summary.charged.get(currency, 0) + charged
+                summary.paid += int(debits.paid[(debits.flags & ~1) == 0].sum())
             if progress:
                 _progress(summary.read, batch.consumed / total_bytes)
         summary.rejected.update(sink.counts)
