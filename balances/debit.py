@@ -91,7 +91,7 @@ class Debitor:
         self.currency_decimals = state.units.units[self.currency].decimals
         self._zones = {name: i for i, name in enumerate(rater.compiled.destination_names)}
         self._compiled_filters = -1
-        self._compile()
+        self.refresh()
 
     def _category_code(self, name: str) -> int:
         code = int(self.categories.lookup(StrColumn.from_strings([name]), insert=True)[0])
@@ -100,7 +100,7 @@ class Debitor:
             raise BalanceError(msg)
         return code
 
-    def _compile(self) -> None:
+    def refresh(self) -> None:
         """(Re)build the filter and earn tables when filters were added."""
         filters = self.state.filters
         if len(filters) == self._compiled_filters:
@@ -142,7 +142,7 @@ class Debitor:
 
         ``account`` is each record's account row if the caller looked it up already.
         """
-        self._compile()
+        self.refresh()
         state, c = self.state, self.rater.compiled
         n = len(columns)
         if account is None:

@@ -359,7 +359,7 @@ class Reservations:
 
     def _kernel_args(self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64) -> _Args:
         """The kernels' leading arguments (see the comment above them)."""
-        self._debitor._compile()  # filters added since the debitor last debited
+        self._debitor.refresh()  # filters added since the debitor last debited
         d, c = self._debitor, rated.compiled
         first = np.where(rated.error == 0, rated.first_binding, 0)
         drate = c.drates[c.bindings[first, BINDING_DRATE]]
