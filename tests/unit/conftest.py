@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from balances.ledger import Ledger
@@ -43,3 +45,21 @@ def books(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Books]:
     made = Books(request.param, tmp_path / "db")
     yield made
     made.close()
+
+
+def snapshot(ledger: Ledger) -> dict[str, Any]:
+    """Everything an operation could change: accounts, balances, and the store after a
+    checkpoint (journal, records, remembered operations)."""
+    ledger.checkpoint()
+    meta = ledger.store.get(b"meta")
+    assert meta is not None
+    return {
+        "seq": msgspec.msgpack.decode(meta)["seq"],
+        "rows": {k: v for k, v in ledger.store.scan(b"") if k != b"meta"},
+        "accounts": list(ledger.state.accounts),
+        "balances": {a.id: ledger.balances(a.id) for a in ledger.state.accounts},
+    }
+
+
+def amounts(ledger: Ledger, account_id: str) -> dict[str, int]:
+    return {b.id: b.amount for b in ledger.balances(account_id)}

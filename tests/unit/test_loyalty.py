@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 
 from balances.debit import Debitor
@@ -27,7 +25,7 @@ from engine.columns import KIND_VOICE
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
 from tests.tariff_builders import Record, columns_of
-from tests.unit.conftest import Books
+from tests.unit.conftest import Books, amounts, snapshot
 
 UNITS = load_units()
 RULES = load_loyalty(UNITS)
@@ -61,24 +59,6 @@ def ledger(books: Books) -> Ledger:
     )
     ledger.checkpoint()
     return ledger
-
-
-def snapshot(ledger: Ledger) -> dict[str, Any]:
-    """Everything an operation could change: accounts, balances, and the store after a
-    checkpoint (journal, records, remembered operations)."""
-    ledger.checkpoint()
-    meta = ledger.store.get(b"meta")
-    assert meta is not None
-    return {
-        "seq": msgspec.msgpack.decode(meta)["seq"],
-        "rows": {k: v for k, v in ledger.store.scan(b"") if k != b"meta"},
-        "accounts": list(ledger.state.accounts),
-        "balances": {a.id: ledger.balances(a.id) for a in ledger.state.accounts},
-    }
-
-
-def amounts(ledger: Ledger, account_id: str) -> dict[str, int]:
-    return {b.id: b.amount for b in ledger.balances(account_id)}
 
 
 def entry(account: str, balance: str, delta: int, before: int, ref: str) -> JournalEntry:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-import msgspec
 import pytest
 
 from balances.exceptions import (
@@ -23,7 +21,7 @@ from balances.ledger import JournalEntry, Ledger
 from balances.model import MAIN, Account, Balance
 from balances.referral import Grant, Referral, Reward, create_with_referrer, referral_of
 from balances.units import load_units
-from tests.unit.conftest import Books
+from tests.unit.conftest import Books, amounts, snapshot
 
 UNITS = load_units()
 EUR = 10**9
@@ -56,24 +54,6 @@ def ledger(books: Books) -> Ledger:
     ledger.create_account(Account(id="bo", tenant="t", currency="EUR", created=PAST))
     ledger.checkpoint()
     return ledger
-
-
-def snapshot(ledger: Ledger) -> dict[str, Any]:
-    """Everything an operation could change: accounts, balances, and the store after a
-    checkpoint (journal, records, remembered operations)."""
-    ledger.checkpoint()
-    meta = ledger.store.get(b"meta")
-    assert meta is not None
-    return {
-        "seq": msgspec.msgpack.decode(meta)["seq"],
-        "rows": {k: v for k, v in ledger.store.scan(b"") if k != b"meta"},
-        "accounts": list(ledger.state.accounts),
-        "balances": {a.id: ledger.balances(a.id) for a in ledger.state.accounts},
-    }
-
-
-def amounts(ledger: Ledger, account_id: str) -> dict[str, int]:
-    return {b.id: b.amount for b in ledger.balances(account_id)}
 
 
 # -- rewards -------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
 import pytest
 
 from balances.exceptions import (
@@ -38,7 +37,7 @@ from balances.vouchers import (
     normalize,
     redeem,
 )
-from tests.unit.conftest import Books
+from tests.unit.conftest import Books, amounts, snapshot
 
 UNITS = load_units()
 EUR = 10**9  # EUR amounts are nanos
@@ -65,24 +64,6 @@ def ledger(books: Books) -> Ledger:
     )
     ledger.checkpoint()
     return ledger
-
-
-def snapshot(ledger: Ledger) -> dict[str, Any]:
-    """Everything an operation could change: accounts, balances, and the store after a
-    checkpoint (journal, records, remembered operations)."""
-    ledger.checkpoint()
-    meta = ledger.store.get(b"meta")
-    assert meta is not None
-    return {
-        "seq": msgspec.msgpack.decode(meta)["seq"],
-        "rows": {k: v for k, v in ledger.store.scan(b"") if k != b"meta"},
-        "accounts": list(ledger.state.accounts),
-        "balances": {a.id: ledger.balances(a.id) for a in ledger.state.accounts},
-    }
-
-
-def amounts(ledger: Ledger, account_id: str) -> dict[str, int]:
-    return {b.id: b.amount for b in ledger.balances(account_id)}
 
 
 def eur_batch(ledger: Ledger, count: int = 3, batch_id: str = "B1") -> list[Voucher]:
