@@ -38,7 +38,7 @@ from typing import Final
 import msgspec
 
 from engine.mediation.common import LineError
-from engine.records import VoiceRecord
+from engine.records import Record, VoiceRecord
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
 
 _EPOCH: Final = re.compile(r"\d+(\.\d+)?")
@@ -111,7 +111,7 @@ class AccEvent(msgspec.Struct, frozen=True, kw_only=True):
 class AccParsed:
     """What a file gave: records, and where every other line went."""
 
-    records: list[VoiceRecord]
+    records: list[Record]
     skipped: dict[str, int]  # rule -> lines
     rejects: list[Reject]
     unpaired: list[AccEvent] = field(default_factory=list)  # carry these to the next file
@@ -300,7 +300,7 @@ def parse_acc(
                 rejects.append(
                     Reject(source=source, reason=exc.reason, message=str(exc), raw=line.encode())
                 )
-    records: list[VoiceRecord] = []
+    records: list[Record] = []
     unpaired: list[AccEvent] = []
     for key, invite in pairing.invites.items():
         start = invite.time or pairing.ack_times.get(key)
@@ -381,7 +381,7 @@ def parse_dialog_cdrs(
     timezone: tzinfo = UTC,
 ) -> AccParsed:
     """One voice record per dialog CDR line; ``usage`` is ``duration`` rounded up."""
-    records: list[VoiceRecord] = []
+    records: list[Record] = []
     rejects: list[Reject] = []
     skipped: dict[str, int] = {}
     lines = 0
