@@ -228,14 +228,6 @@ class Ledger:
         if len(current) >= self.remember:
             self._seen = [KeyTable(), current]
 
-    def seen(self, ids: StrColumn) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Which ids were applied before (within the remembered window)."""
-        found = np.zeros(len(ids), dtype=np.bool_)
-        for table in self._seen:
-            if len(table):
-                found |= table.lookup(ids) >= 0
-        return found
-
     # -- usage -------------------------------------------------------------------------
     def debit(self, debitor: Debitor, columns: Columns, rated: RatedBatch) -> DebitResult:
         """Apply a rated batch once: records seen before (same ``cdr_id``) change nothing.

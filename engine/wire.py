@@ -262,19 +262,27 @@ def decode_jsonl(raw: bytes, *, source: str, first_line: int = 1) -> Decoded:
     return Decoded(records, rejects)
 
 
-def read_jsonl(path: Path, *, chunk_bytes: int = 1 << 24) -> Iterator[Decoded]:
-    """Decode a JSON-lines file in chunks of about ``chunk_bytes``, cut at line ends."""
-    line, tail = 1, b""
+def jsonl_chunks(path: Path, *, chunk_bytes: int = 1 << 24) -> Iterator[tuple[bytes, int, int]]:
+    """A JSON-lines file in chunks of about ``chunk_bytes`` cut at line ends:
+    (bytes, number of their first line, bytes of the file read so far)."""
+    line, tail, read = 1, b"", 0
     with path.open("rb") as file:
         while chunk := file.read(chunk_bytes):
+            read += len(chunk)
             buffer = tail + chunk
             cut = buffer.rfind(b"\n") + 1
             body, tail = buffer[:cut], buffer[cut:]
             if body:
-                yield decode_jsonl(body, source=str(path), first_line=line)
+                yield body, line, read
                 line += body.count(b"\n")
     if tail:
-        yield decode_jsonl(tail, source=str(path), first_line=line)
+        yield tail, line, read
+
+
+def read_jsonl(path: Path, *, chunk_bytes: int = 1 << 24) -> Iterator[Decoded]:
+    """Decode a JSON-lines file in chunks of about ``chunk_bytes``, cut at line ends."""
+    for body, line, _ in jsonl_chunks(path, chunk_bytes=chunk_bytes):
+        yield decode_jsonl(body, source=str(path), first_line=line)
 
 
 # --- encoders for producers and tests -----------------------------------------
