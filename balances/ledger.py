@@ -189,8 +189,7 @@ class Ledger:
 
     # -- loading ---------------------------------------------------------------------
     def _load(self) -> None:
-        meta = self.store.get(b"meta")
-        self._seq = int(msgspec.msgpack.decode(meta)["seq"]) if meta else 0
+        self._seq = stored_seq(self.store)
         for _, raw in self.store.scan(b"log/"):
             self._replay(_LOG.decode(raw))
         amounts = self.state.bal.arrays["amount"]
@@ -549,6 +548,20 @@ class Ledger:
     # -- durability --------------------------------------------------------------------
     def checkpoint(self, extra: dict[bytes, bytes] | None = None) -> None:
         """Write everything since the last checkpoint in one atomic, synced store write."""
+        self.commit(self.stage(extra))
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last staged checkpoint (0 for a new ledger)."""
+        return self._seq
+
+    def stage(self, extra: dict[bytes, bytes] | None = None) -> WriteBatch:
+        """Everything since the last checkpoint as one write batch, not yet written.
+
+        A caller that must ship the batch elsewhere first (a changelog topic)
+        stages, ships, then :meth:`commit`. Each staged batch advances
+        :attr:`seq` by at least one, so batches applied elsewhere can be chained.
+        """
         batch = self._pending
         self._persist_amounts(batch)
         for key, value in (extra or {}).items():
@@ -559,10 +572,15 @@ class Ledger:
             old, count = self._id_chunks.pop(0)
             batch.delete(old)
             kept -= count
+        self._seq += 1
         batch.put(b"meta", _ENC.encode({"seq": self._seq, "at": datetime.now(UTC).isoformat()}))
-        self.store.write(batch)
         self._pending = WriteBatch()
         self._dirty.clear()
+        return batch
+
+    def commit(self, batch: WriteBatch) -> None:
+        """Write a batch from :meth:`stage` to the store (atomic, synced)."""
+        self.store.write(batch)
 
     def _persist_amounts(self, batch: WriteBatch) -> None:
         """Changed rows as one delta value, or a new snapshot when deltas outgrow it."""
@@ -589,6 +607,12 @@ class Ledger:
     def close(self) -> None:
         self.checkpoint()
         self.store.close()
+
+
+def stored_seq(store: Store) -> int:
+    """The sequence number of the last checkpoint written to ``store`` (0: none)."""
+    meta = store.get(b"meta")
+    return int(msgspec.msgpack.decode(meta)["seq"]) if meta else 0
 
 
 def open_ledger(path: Path, units_path: Path | None = None) -> Ledger:

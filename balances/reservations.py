@@ -232,7 +232,9 @@ class Reservations:
         self._open: dict[str, Reservation] = {}
         self._finished: dict[str, Reservation] = {}
         self._deadlines: list[tuple[float, str]] = []  # heap of (when to look again, id)
-        self._prefix = secrets.token_hex(6)  # ids stay unique across restarts
+        # ids name their account (a worker routes commit/release by it) and stay unique
+        # across restarts: "<account>~<random>-<n>"
+        self._prefix = secrets.token_hex(6)
         self._seq = 0
         self._kinds: dict[str, int] = {}
         measures = [MEASURE_CODES[u.measure] for u in state.units.units]
@@ -301,7 +303,7 @@ class Reservations:
                 continue
             self._seq += 1
             held_now = Reservation(
-                id=f"{self._prefix}-{self._seq}", account=q.account, tenant=asked.tenants[i],
+                id=f"{q.account}~{self._prefix}-{self._seq}", account=q.account, tenant=asked.tenants[i],
                 category=q.category, subject=asked.subjects[i], destination=q.destination,
                 kind=asked.kinds[i], start_us=asked.starts[i], session=q.session,
                 requested=q.requested, granted=g, rows=tuple(b_rows), amounts=tuple(b_amounts),

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from balances.ledger import open_ledger
-from engine import cli_accounts, cli_ingest, cli_sessions, cli_vouchers
+from engine import cli_accounts, cli_ingest, cli_sessions, cli_vouchers, cli_worker
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_vouchers.add_parser(commands)
     cli_sessions.add_parsers(commands)
     cli_ingest.add_parser(commands)
+    cli_worker.add_parser(commands)
     return parser
 
 
@@ -150,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "commit": _run_state_command,
         "release": _run_state_command,
         "ingest": cli_ingest.main,
+        "worker": cli_worker.main,
     }
     try:
         return runners[args.command](args)

@@ -15,24 +15,23 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import msgspec
 
 from balances.debit import Debitor
 from balances.ledger import Ledger, open_ledger
-from balances.model import Account, Balance, Filter, Measure, Mode
+from balances.model import Measure
 from engine.cost import cost
 from engine.rate_file import StatefulRating, rate_file
 from engine.wire import encode_jsonl
+from loadtest.accounts import scenario_accounts
 from loadtest.generator import Scenario, columns_to_records, generate_columns
 from tariffs.loader import load_tariff
 from tariffs.money import format_units
 from tariffs.rating import Rater
 
 SAMPLE_PLAN = Path(__file__).parents[1] / "tariffs" / "samples" / "mobile.toml"
-EUR = 1_000_000_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,19 +87,7 @@ def _with_balances(
     state = out / "state"
     shutil.rmtree(state, ignore_errors=True)
     ledger = open_ledger(state)
-    created = scenario.day - timedelta(days=1)
-    national = Filter(destinations=("GERMANY", "DE_MOBILE"))
-    accounts = [
-        Account(id=f"acc{i:07d}", tenant="ratewire.demo", currency="EUR", created=created,
-                mode=Mode.POSTPAID if i % 3 == 0 else Mode.PREPAID, credit_limit=50 * EUR)
-        for i in range(scenario.accounts)
-    ]  # fmt: skip
-    bundles = [
-        [Balance(id="free-minutes", unit="voice_seconds", amount=1800, weight=10, filter=national),
-         Balance(id="data", unit="data_bytes", amount=1_000_000_000, weight=10),
-         Balance(id="credit", unit="EUR", amount=5 * EUR, weight=5)]
-        for _ in accounts
-    ]  # fmt: skip
+    accounts, bundles = scenario_accounts(scenario)
     ledger.create_accounts(accounts, bundles)
     ledger.checkpoint()
     say(f"5. {len(accounts):,} accounts (every third postpaid), each with 30 free national "

@@ -22,3 +22,15 @@ class UsageInputError(RatewireError):
     """A command-line argument or input file is unusable (exit code 2)."""
 
     code = "INVALID_ARGUMENT"
+
+
+class BrokerError(RatewireError):
+    """A Kafka-protocol broker could not be started, reached or set up (topics).
+
+    Operator action: read the message, which names the broker's address and,
+    for an embedded broker, ends with the last lines of its log (a port
+    already in use, a binary that would not run); check that nothing else
+    listens on the port and that the address is reachable, then retry.
+    """
+
+    code = "BROKER_ERROR"

@@ -60,6 +60,7 @@ class Batch:
     locate: Callable[[], list[str]] | None  # source position of each row, worked out on demand
     raw_source: str  # used with the row number when there is no locate
     consumed: int = 0  # bytes of the input read so far (for the progress bar)
+    record_bytes: Callable[[int], bytes] | None = None  # a row's own bytes, for its reject
 
 
 @dataclass
@@ -202,7 +203,11 @@ def _rejects(batch: Batch, rows: list[int], codes: list[str]) -> list[Reject]:
             f"rate: {code}: {tenant}/{category}/{subject} → {destination or '(any)'} "
             f"(cdr_id {cdr_id}, account {account})"
         )
-        raw = encoder.encode({"cdr_id": cdr_id, "account": account})
+        raw = (
+            batch.record_bytes(i)
+            if batch.record_bytes
+            else encoder.encode({"cdr_id": cdr_id, "account": account})
+        )
         rejects.append(Reject(source=where, reason=code, message=message, raw=raw))
     return rejects
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 import numpy as np
@@ -216,8 +216,8 @@ def _debit_arrays(debits: Debits | None, n: int) -> tuple[Any, ...]:
 class RatedWriter:
     """Append rated records of each batch to a JSON-lines file."""
 
-    def __init__(self, path: Path, compiled: CompiledTariff) -> None:
-        self._file = path.open("wb")
+    def __init__(self, out: Path | BinaryIO, compiled: CompiledTariff) -> None:
+        self._file: BinaryIO = out.open("wb") if isinstance(out, Path) else out
         self._compiled = compiled
         self._encoder = msgspec.json.Encoder()
         self._amounts: dict[int, str] = {}

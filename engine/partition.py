@@ -1,0 +1,279 @@
+"""One partition of the worker: its ledger and input positions; a batch in, effects out.
+
+Plain code, no Kafka: the worker (:mod:`engine.worker`) hands a partition
+the messages of one batch and ships what :meth:`Partition.process` returns.
+Per batch the order is fixed, and it is what makes a crash harmless:
+
+1. ``process``: skip messages below the partition's input positions (applied
+   before), apply provisioning commands, decode, forward records keyed to
+   another partition, rate and debit the rest in one call;
+2. the worker sends rated records, rejects and forwards, and waits for them;
+3. ``stage`` → the worker sends the write batch to the changelog, waits;
+4. ``commit``: the same batch to the local RocksDB.
+
+A crash before 3 completes leaves no trace in the state: the batch is read
+and applied again, its rated records may be sent twice (same ``cdr_id``;
+consumers keep the first). After 3, the changelog has the batch and its
+input positions, so the batch is never applied twice.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from balances.debit import Debitor
+from balances.exceptions import BalanceError
+from balances.ledger import Ledger
+from balances.reservations import Reservations
+from balances.store import WriteBatch
+from engine.account_commands import Applied, apply_command, decode_command
+from engine.columns import I64, StrColumn
+from engine.exceptions import DecodeError
+from engine.partitioning import partitions_of
+from engine.rate_file import Batch, StatefulRating, rate_batch
+from engine.rated_output import RatedWriter
+from engine.records import Record
+from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
+from engine.topics import ACCOUNTS
+from engine.wire import Format, decode_columnar, decode_message_with_rejects, records_to_columns
+from tariffs.rating import PeriodCounters, Rater
+
+MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+ACCOUNT_COMMAND_FAILED = "ACCOUNT_COMMAND_FAILED"
+DUPLICATE = "DUPLICATE"
+KEPT_RAW_BYTES = 1 << 16  # of a message too large: its head, for people; it stays in its topic
+_RECORD = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed message (value bytes as they arrived)."""
+
+    topic: str
+    offset: int
+    value: bytes
+    columnar: bool = False  # header ``ratewire-format: columnar``
+
+
+@dataclass
+class Outcome:
+    """What one batch of one partition did and must send."""
+
+    messages: int = 0  # messages taken from the batch
+    replayed: int = 0  # messages below the input position: applied before, skipped
+    records: int = 0  # usage records read (rated + rejected + forwarded)
+    rated: int = 0
+    forwarded: int = 0
+    rated_lines: bytes = b""  # JSON lines, one per rated record
+    rejects: list[Reject] = field(default_factory=list)
+    forwards: list[tuple[int, bytes, bytes]] = field(
+        default_factory=list
+    )  # (partition, key, value)
+    accounts: Applied = field(default_factory=Applied)
+    charged: int = 0  # nanos of the tariff's currency
+
+
+class Partition:
+    """The state a worker holds for partition ``number`` of ``partitions``."""
+
+    def __init__(
+        self, number: int, partitions: int, ledger: Ledger, rater: Rater, *,
+        max_message_bytes: int = 4 << 20,
+    ) -> None:  # fmt: skip
+        self.number, self.partitions = number, partitions
+        self.ledger, self.rater = ledger, rater
+        self.debitor = Debitor(ledger.state, rater)
+        self.reservations = Reservations(ledger, self.debitor)
+        self.counters = PeriodCounters()
+        self.max_message_bytes = max_message_bytes
+        self._stateful = StatefulRating(ledger, self.debitor)
+        self._out = io.BytesIO()
+        self._writer = RatedWriter(self._out, rater.compiled)
+        self.offsets: dict[str, int] = {}
+        for key, raw in ledger.store.scan(b"in/"):
+            self.offsets[key[3:].decode()] = int(raw)
+
+    # -- a batch -------------------------------------------------------------------------
+    def process(self, messages: Sequence[Message]) -> Outcome:
+        """Apply the messages of one batch (in offset order per topic)."""
+        out = Outcome(messages=len(messages))
+        usage: list[Message] = []
+        for m in messages:
+            if m.offset < self.offsets.get(m.topic, 0):
+                out.replayed += 1
+                continue
+            self.offsets[m.topic] = m.offset + 1
+            if m.topic == ACCOUNTS:
+                self._command(m, out)
+            else:
+                usage.append(m)
+        rows: list[Message] = [m for m in usage if not m.columnar]
+        if rows:
+            self._records(rows, out)
+        for m in usage:
+            if m.columnar:
+                self._columnar(m, out)
+        return out
+
+    def stage(self) -> WriteBatch:
+        """The batch's writes (state and input positions) for changelog and store."""
+        extra = {b"in/" + topic.encode(): b"%d" % n for topic, n in self.offsets.items()}
+        return self.ledger.stage(extra)
+
+    def commit(self, batch: WriteBatch) -> None:
+        self.ledger.commit(batch)
+
+    # -- provisioning --------------------------------------------------------------------
+    def _command(self, m: Message, out: Outcome) -> None:
+        source = self._source(m)
+        try:
+            apply_command(self.ledger, decode_command(m.value), out.accounts)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reason = VALIDATION_ERROR if isinstance(exc, msgspec.ValidationError) else DECODE_ERROR
+            out.rejects.append(Reject(source=source, reason=reason, raw=m.value,
+                                      message=f"account command: {exc}"))  # fmt: skip
+        except (BalanceError, KeyError, ValueError) as exc:
+            out.rejects.append(Reject(source=source, reason=ACCOUNT_COMMAND_FAILED, raw=m.value,
+                                      message=f"account command: {exc}"))  # fmt: skip
+
+    # -- usage ---------------------------------------------------------------------------
+    def _source(self, m: Message) -> str:
+        return f"{m.topic}[{self.number}]@{m.offset}"
+
+    def _too_large(self, m: Message, out: Outcome) -> bool:
+        if len(m.value) <= self.max_message_bytes:
+            return False
+        message = (
+            f"message of {len(m.value):,} bytes is over the limit of {self.max_message_bytes:,}"
+            f" (--max-message-bytes); the reject keeps its first {KEPT_RAW_BYTES:,} bytes,"
+            " the whole message stays in its topic at this offset"
+        )
+        out.rejects.append(Reject(source=self._source(m), reason=MESSAGE_TOO_LARGE,
+                                  message=message, raw=m.value[:KEPT_RAW_BYTES]))  # fmt: skip
+        out.records += 1
+        return True
+
+    def _records(self, usage: list[Message], out: Outcome) -> None:
+        """Messages of records (JSON or MessagePack, one or an array): one rating call."""
+        rows = _Rows([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        at_offset: list[int] = []
+        counts: list[int] = []
+        for m in usage:
+            if self._too_large(m, out):
+                continue
+            fmt: Format = "json" if m.value[:1] in b"{[ \t\r\n" else "msgpack"
+            decoded = decode_message_with_rejects(m.value, fmt, source=self._source(m))
+            out.rejects += decoded.rejects
+            out.records += len(decoded.records) + len(decoded.rejects)
+            rows.records += decoded.records
+            at_offset.append(m.offset)
+            counts.append(len(decoded.records))
+        rows.index = _index_in_message(counts)
+        rows.offsets = np.repeat(np.array(at_offset, dtype=np.int64), counts)
+        missing = [i for i, r in enumerate(rows.records) if not r.account or not r.cdr_id]
+        if missing:
+            out.rejects += [self._no_id(rows, i) for i in missing]
+            rows = rows.keep(np.setdiff1d(np.arange(len(rows.records)), missing))
+        if not rows.records:
+            return
+        columns = records_to_columns(rows.records)
+        where = partitions_of(columns.account, self.partitions)
+        elsewhere = np.flatnonzero(where != self.number).tolist()
+        if elsewhere:
+            records = rows.records
+            out.forwards += [
+                (int(where[i]), records[i].account.encode(), _RECORD.encode(records[i]))
+                for i in elsewhere
+            ]
+            out.forwarded += len(elsewhere)
+            rows = rows.keep(np.flatnonzero(where == self.number))
+            if not rows.records:
+                return
+            columns = records_to_columns(rows.records)
+        prefix = f"{usage[0].topic}[{self.number}]"
+        batch = Batch(columns, [], partial(rows.positions, prefix), f"{prefix}#",
+                      record_bytes=rows.record_bytes)  # fmt: skip
+        self._rate(batch, out)
+
+    def _columnar(self, m: Message, out: Outcome) -> None:
+        if self._too_large(m, out):
+            return
+        source = self._source(m)
+        try:
+            columns = decode_columnar(m.value)
+        except DecodeError as exc:
+            out.rejects.append(Reject(source=source, reason=DECODE_ERROR, message=str(exc),
+                                      raw=m.value))  # fmt: skip
+            out.records += 1
+            return
+        out.records += len(columns)
+        # a producer of columnar batches partitions them itself: a batch in the wrong
+        # partition is refused whole rather than split record by record
+        where = partitions_of(columns.account, self.partitions)
+        if len(where) and (where != self.number).any():
+            bad = int(np.count_nonzero(where != self.number))
+            message = (
+                f"columnar batch: {bad} of {len(where)} records belong to other partitions;"
+                " a columnar producer must partition by account"
+            )
+            out.rejects.append(Reject(source=source, reason=VALIDATION_ERROR, message=message,
+                                      raw=m.value))  # fmt: skip
+            out.records -= len(columns) - 1
+            return
+        self._rate(Batch(columns, [], None, f"{source}#"), out)
+
+    def _rate(self, batch: Batch, out: Outcome) -> None:
+        result = rate_batch(self.rater, batch, self.counters, self._writer, self._stateful)
+        out.rejects += result.rejects
+        out.rated += result.rated
+        out.charged += result.charged
+        out.rated_lines += self._out.getvalue()
+        self._out.seek(0)
+        self._out.truncate()
+
+    def _no_id(self, rows: _Rows, i: int) -> Reject:
+        record, index = rows.records[i], int(rows.index[i])
+        field_name = "account" if not record.account else "cdr_id"
+        return Reject(
+            source=f"cdrs[{self.number}]@{int(rows.offsets[i])}#{index}", reason=VALIDATION_ERROR,
+            message=f"record has no {field_name}: the worker rates records that name their account",
+            raw=msgspec.json.encode(record), index=index,
+        )  # fmt: skip
+
+    # -- queries -------------------------------------------------------------------------
+    def knows(self, account: str) -> bool:
+        return bool(self.ledger.state.account_rows(StrColumn.from_strings([account]))[0] >= 0)
+
+
+@dataclass
+class _Rows:
+    """Decoded records with the offset of their message and their index in it."""
+
+    records: list[Record]
+    offsets: I64
+    index: I64
+
+    def keep(self, rows: npt.NDArray[np.integer[Any]]) -> _Rows:
+        return _Rows([self.records[i] for i in rows.tolist()], self.offsets[rows], self.index[rows])
+
+    def positions(self, prefix: str) -> list[str]:
+        pairs = zip(self.offsets.tolist(), self.index.tolist(), strict=True)
+        return [f"{prefix}@{o}#{i}" for o, i in pairs]
+
+    def record_bytes(self, i: int) -> bytes:
+        return msgspec.json.encode(self.records[i])
+
+
+def _index_in_message(counts: list[int]) -> I64:
+    """Each record's position in its message, for records laid out message after message."""
+    n = sum(counts)
+    starts = np.repeat(np.cumsum([0, *counts[:-1]]).astype(np.int64), counts)
+    return np.arange(n, dtype=np.int64) - starts

@@ -1,0 +1,149 @@
+"""The partitions a worker owns: opened from RocksDB plus the changelog, shipped per batch.
+
+:class:`Partitions` opens a partition the first time the worker needs it
+(replaying the changelog from where the local store stopped, so a partition
+that moved here or a worker restarted on an old folder catches up), and
+:meth:`Partitions.checkpoint` makes a partition's changes durable: changelog
+first, local store second. A partition whose changes could not be shipped
+is dropped from memory and opened again from what is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from balances.ledger import Ledger
+from balances.store import RocksStore
+from balances.units import UnitCatalog
+from engine.changelog import NEXT_KEY, Replay, encode_changes, next_offset
+from engine.partition import Partition
+from engine.topics import CHANGELOG
+from tariffs.rating import Rater
+
+log = logging.getLogger(__name__)
+FETCH_BYTES = 64 << 20
+
+
+class Send(Protocol):
+    """Send one message; the returned awaitable resolves once the broker has it."""
+
+    def __call__(
+        self, topic: str, partition: int, key: bytes | None, value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Awaitable[Any]]: ...  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionsConfig:
+    bootstrap: str  # host:port[,host:port]
+    state: Path  # one RocksDB folder per partition below it
+    partitions: int
+    remember: int = 2_000_000  # cdr_ids remembered per partition and generation
+    max_message_bytes: int = 4 << 20
+
+
+class Partitions:
+    """Open partitions of one worker, each with a lock that serialises its changes."""
+
+    def __init__(
+        self, config: PartitionsConfig, rater: Rater, units: UnitCatalog, send: Send
+    ) -> None:
+        self.config, self._rater, self._units, self._send = config, rater, units, send
+        self._open: dict[int, Partition] = {}
+        self._shipped: dict[int, int] = {}  # partition -> ledger seq of its last checkpoint
+        self._locks: dict[int, asyncio.Lock] = {}
+        self.restored: dict[int, Replay] = {}  # the last replay of each partition (for logs)
+
+    def __contains__(self, number: int) -> bool:
+        return number in self._open
+
+    def owned(self) -> list[int]:
+        return sorted(self._open)
+
+    def lock(self, number: int) -> asyncio.Lock:
+        return self._locks.setdefault(number, asyncio.Lock())
+
+    async def get(self, number: int) -> Partition:
+        """The partition, opened (and caught up from the changelog) if it is not yet."""
+        found = self._open.get(number)
+        if found is not None:
+            return found
+        folder = self.config.state / f"partition-{number:04d}"
+        store = RocksStore(folder)
+        try:
+            replay = Replay(store)
+            await _replay_changelog(self.config.bootstrap, number, store, replay.apply)
+            ledger = Ledger(store, self._units, remember=self.config.remember)
+            part = Partition(number, self.config.partitions, ledger, self._rater,
+                             max_message_bytes=self.config.max_message_bytes)  # fmt: skip
+        except BaseException:
+            store.close()
+            raise
+        if replay.applied or replay.skipped:
+            log.info("partition %d: replayed %d changelog batches (%d stale skipped)",
+                     number, replay.applied, replay.skipped)  # fmt: skip
+        self.restored[number] = replay
+        self._open[number] = part
+        self._shipped[number] = ledger.seq
+        return part
+
+    def drop(self, number: int) -> None:
+        """Forget a partition's memory (revoked, or its changes could not be shipped)."""
+        part = self._open.pop(number, None)
+        if part is not None:
+            part.ledger.store.close()  # no checkpoint: what was not shipped is not durable
+
+    def drop_all(self) -> None:
+        for number in list(self._open):
+            self.drop(number)
+
+    async def checkpoint(self, part: Partition) -> None:
+        """Ship ``part``'s changes to the changelog, then write them to its store.
+
+        The caller holds the partition's lock and has sent the batch's outputs.
+        """
+        number = part.number
+        try:
+            batch = part.stage()
+            messages = encode_changes(batch, self._shipped[number], part.ledger.seq)
+            sent = [await self._send(CHANGELOG, number, None, m) for m in messages]
+            delivered = await asyncio.gather(*sent)
+            batch.put(NEXT_KEY, b"%d" % (delivered[-1].offset + 1))
+            part.commit(batch)
+        except BaseException:
+            self.drop(number)
+            raise
+        self._shipped[number] = part.ledger.seq
+
+
+async def _replay_changelog(
+    bootstrap: str, number: int, store: RocksStore, apply: Callable[[int, bytes], None]
+) -> None:
+    """Feed ``apply`` the changelog partition from where ``store`` stopped to its end."""
+    tp = TopicPartition(CHANGELOG, number)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=FETCH_BYTES,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        position = next_offset(store)
+        if position >= end:
+            return
+        consumer.seek(tp, position)
+        while position < end:
+            fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+            for message in fetched.get(tp, []):
+                apply(message.offset, message.value)
+                position = message.offset + 1
+    finally:
+        await consumer.stop()

@@ -1,0 +1,292 @@
+"""``ratewire worker``: the Faust app that rates topic ``cdrs`` and debits balances.
+
+The agent only wires stages (STYLE.md: thin agents). It takes many events at
+once, groups them by partition, and for each partition, under its lock:
+:meth:`~engine.partition.Partition.process` (decode, rate, debit: plain
+code), sends rated records to ``rated-cdrs``, rejects to ``cdrs-rejected`` and
+misrouted records back to ``cdrs``, waits for the broker, then checkpoints
+the partition (changelog, then RocksDB). Faust acks the events only after
+that, and a partition skips input positions it applied before, so a crash
+or a rebalance anywhere in between neither loses a record nor charges one
+twice. Kafka writes per batch: O(1), not per account or per record.
+
+A batch that fails is tried again from durable state; if it keeps failing
+the worker raises an alert and exits without acknowledging it (a restart
+replays it), because Faust would otherwise commit past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, NoReturn
+
+import faust
+import msgspec
+import numpy as np
+
+from balances.units import UnitCatalog
+from engine.alerts import DEFAULT_RULES, Alert, Alerter, AlertRule
+from engine.api import Api
+from engine.metrics import WorkerMetrics
+from engine.partition import Message, Outcome, Partition
+from engine.partitions import Partitions, PartitionsConfig
+from engine.rejects import Reject
+from engine.topics import ACCOUNTS, ALERTS, CDRS, RATED, REJECTED
+from tariffs.rating import Rater
+
+log = logging.getLogger(__name__)
+FORMAT_HEADER = "ratewire-format"
+MAX_CHUNK = 900_000  # bytes of rated JSON lines per message
+RETRIES = 3
+EXIT_BATCH_FAILED = 70
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    broker: str  # kafka://host:port
+    state: Path
+    partitions: int = 4
+    app_id: str = "ratewire"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    api_token: str = ""
+    batch_events: int = 2_000
+    batch_seconds: float = 0.02
+    remember: int = 2_000_000
+    max_message_bytes: int = 4 << 20
+    alert_rules: tuple[AlertRule, ...] = DEFAULT_RULES
+    session_timeout: float = 10.0  # seconds before a silent worker's partitions move
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
+
+
+@dataclass
+class Runtime:
+    """What the agent and the HTTP views share (one per worker process)."""
+
+    config: WorkerConfig
+    app: faust.App
+    partitions: Partitions
+    metrics: WorkerMetrics
+    alerter: Alerter
+    rater: Rater
+    counts: Counter[str] = field(default_factory=Counter)  # totals since start
+
+    async def send(
+        self, topic: str, partition: int, key: bytes | None, value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:  # fmt: skip
+        return await _send(self.app, topic, partition, key, value, headers)
+
+    async def handle(self, events: Sequence[faust.types.EventT[Any]]) -> None:
+        """One batch: every partition in it, one after another."""
+        started = time.perf_counter()
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for event in events:
+            m = event.message
+            headers = dict(m.headers or ())
+            columnar = headers.get(FORMAT_HEADER) == b"columnar"
+            by_partition[m.partition].append(Message(m.topic, m.offset, m.value or b"", columnar))
+        records = 0
+        for number, messages in by_partition.items():
+            outcome = await self._partition(number, messages)
+            records += outcome.records
+            self._lag(number, messages)
+        self.metrics.batches_total.inc()
+        self.metrics.batch_records.observe(records)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _partition(self, number: int, messages: list[Message]) -> Outcome:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                part = await self.partitions.get(number)
+                async with self.partitions.lock(number):
+                    outcome = part.process(messages)
+                    await self._ship(part, outcome)
+                    await self.partitions.checkpoint(part)
+            except Exception as exc:
+                self.partitions.drop(number)  # reopen from what is durable
+                self.metrics.batch_failures_total.inc()
+                log.exception("partition %d: batch failed (attempt %d of %d)", number, attempt,
+                              RETRIES)  # fmt: skip
+                if attempt >= RETRIES:
+                    await self._fail(number, exc)
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            for alert in self._count(outcome):
+                await self._alert(alert)
+            return outcome
+
+    async def _fail(self, number: int, exc: Exception) -> NoReturn:
+        """Alert, then exit without acking the batch: a restart replays it."""
+        alert = self.alerter.batch_failed(f"partition {number}: {exc!r}", [number])
+        try:
+            await self._alert(alert)
+            await asyncio.wait_for(self.app.producer.flush(), timeout=5)
+        finally:
+            logging.shutdown()
+            os._exit(EXIT_BATCH_FAILED)
+
+    async def _ship(self, part: Partition, outcome: Outcome) -> None:
+        """Rated records, rejects and forwards; returns once the broker has them all."""
+        number = part.number
+        pending = [await self.send(RATED, number, None, chunk)
+                   for chunk in _chunks(outcome.rated_lines)]  # fmt: skip
+        pending += [
+            await self.send(REJECTED, number, None, r.raw, _reject_headers(r))
+            for r in outcome.rejects
+        ]
+        pending += [await self.send(CDRS, p, key, value) for p, key, value in outcome.forwards]
+        await asyncio.gather(*pending)
+
+    def _count(self, outcome: Outcome) -> list[Alert]:
+        """Metrics and totals of a batch; the alerts its rejects raise."""
+        m = self.metrics
+        m.messages_in_total.inc(outcome.messages)
+        m.records_in_total.inc(outcome.records)
+        m.records_rated_total.inc(outcome.rated)
+        m.records_repartitioned_total.inc(outcome.forwarded)
+        reasons = Counter(r.reason for r in outcome.rejects)
+        for reason, n in reasons.items():
+            m.records_rejected_total.inc(n, reason=reason)
+        m.records_duplicate_total.inc(reasons.get("DUPLICATE", 0))
+        self.counts.update(read=outcome.records, rated=outcome.rated,
+                           forwarded=outcome.forwarded, replayed=outcome.replayed)  # fmt: skip
+        self.counts.update({f"rejected:{k}": v for k, v in reasons.items()})
+        if not reasons:
+            return []
+        examples: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for r in outcome.rejects[-50:]:
+            examples[r.reason].append((r.source, r.message))
+        return self.alerter.observe(reasons, examples)
+
+    async def _alert(self, alert: Alert) -> None:
+        log.warning("ALERT %s %s: %s", alert.kind, alert.reason, alert.detail)
+        self.metrics.alerts_total.inc(kind=alert.kind)
+        await self.send(ALERTS, 0, alert.reason.encode(), msgspec.json.encode(alert))
+
+    def _lag(self, number: int, messages: list[Message]) -> None:
+        for topic in {m.topic for m in messages}:
+            last = max(m.offset for m in messages if m.topic == topic)
+            high = self.app.consumer.highwater(faust.types.TP(topic, number))
+            if high is not None:
+                self.metrics.consumer_lag.set(max(high - last - 1, 0), topic=topic,
+                                              partition=number)  # fmt: skip
+
+
+def _chunks(lines: bytes) -> list[bytes]:
+    """JSON lines cut at line ends into messages of at most ``MAX_CHUNK`` bytes (or one line)."""
+    if len(lines) <= MAX_CHUNK:
+        return [lines] if lines else []
+    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == 10) + 1
+    chunks, start = [], 0
+    while start < len(lines):
+        limit = start + MAX_CHUNK
+        cut = int(ends[np.searchsorted(ends, limit, side="right") - 1]) if ends[0] <= limit else 0
+        if cut <= start:  # one line longer than a chunk: it goes alone
+            cut = int(ends[np.searchsorted(ends, start, side="right")])
+        chunks.append(lines[start:cut])
+        start = cut
+    return chunks
+
+
+def _reject_headers(r: Reject) -> list[tuple[str, bytes]]:
+    return [
+        ("ratewire-reason", r.reason.encode()),
+        ("ratewire-source", r.source.encode()),
+        ("ratewire-error", r.message.encode()[:2000]),
+    ]
+
+
+class WorkerApp(faust.App):
+    """The Faust app, with ratewire's HTTP routes added when its web server starts."""
+
+    api: Api | None = None
+
+    def on_webserver_init(self, web: Any) -> None:
+        if self.api is not None:
+            self.api.add_routes(web.web_app.router)
+
+
+def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime:
+    """The Faust app with its agent and HTTP views, and the runtime they share."""
+    app = WorkerApp(
+        config.app_id,
+        broker=config.broker,
+        store="memory://",
+        autodiscover=False,
+        datadir=str(config.state / "faust"),
+        web_enabled=True,
+        web_bind=config.web_host,
+        web_host=config.web_host,
+        web_port=config.web_port,
+        canonical_url=f"http://{config.web_host}:{config.web_port}",
+        topic_partitions=config.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        broker_session_timeout=config.session_timeout,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=2.0,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        broker_max_poll_records=config.batch_events,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=max(config.max_message_bytes * 4, 16 << 20),
+        producer_max_request_size=max(config.max_message_bytes * 4, 16 << 20),
+        producer_linger=0.002,
+        stream_buffer_maxsize=max(config.batch_events * 2, 4096),
+        logging_config=None,
+    )
+    runtime = Runtime(
+        config=config, app=app, metrics=WorkerMetrics(), rater=rater,
+        alerter=Alerter(config.alert_rules, worker=f"{config.web_host}:{config.web_port}"),
+        partitions=Partitions(
+            PartitionsConfig(config.bootstrap, config.state, config.partitions,
+                             config.remember, config.max_message_bytes),
+            rater, units, partial(_send, app),
+        ),
+    )  # fmt: skip
+    source = app.topic(
+        CDRS, ACCOUNTS, key_serializer="raw", value_serializer="raw",
+        partitions=config.partitions,
+    )  # fmt: skip
+
+    @app.agent(source, name="rate")
+    async def rate(stream: Any) -> None:
+        async for events in stream.take_events(config.batch_events, within=config.batch_seconds):
+            await runtime.handle(events)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def revoked(sender: Any, revoked: set[faust.types.TP], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == CDRS:
+                runtime.partitions.drop(tp.partition)
+        runtime.metrics.partitions_owned.set(len(runtime.partitions.owned()))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def assigned(sender: Any, assigned: set[faust.types.TP], **_: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == CDRS)
+        log.info("partitions of %s assigned here: %s", CDRS, mine)
+        runtime.metrics.partitions_owned.set(len(mine))
+
+    app.api = Api(runtime)
+    return runtime
+
+
+async def _send(
+    app: faust.App, topic: str, partition: int, key: bytes | None, value: bytes,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Any:  # fmt: skip
+    return await app.producer.send(topic, key, value, partition, None, headers)
