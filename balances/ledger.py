@@ -559,8 +559,8 @@ class Ledger:
         """Everything since the last checkpoint as one write batch, not yet written.
 
         A caller that must ship the batch elsewhere first (a changelog topic)
-        stages, ships, then :meth:`commit`. Each staged batch advances
-        :attr:`seq` by at least one, so batches applied elsewhere can be chained.
+        stages, ships, then :meth:`commit`. Each staged batch that writes
+        anything advances :attr:`seq`, so batches applied elsewhere can be chained.
         """
         batch = self._pending
         self._persist_amounts(batch)
@@ -572,7 +572,8 @@ class Ledger:
             old, count = self._id_chunks.pop(0)
             batch.delete(old)
             kept -= count
-        self._seq += 1
+        if len(batch):  # a checkpoint that writes something gets a sequence number of its own
+            self._seq += 1
         batch.put(b"meta", _ENC.encode({"seq": self._seq, "at": datetime.now(UTC).isoformat()}))
         self._pending = WriteBatch()
         self._dirty.clear()

@@ -303,8 +303,9 @@ class Reservations:
                 continue
             self._seq += 1
             held_now = Reservation(
-                id=f"{q.account}~{self._prefix}-{self._seq}", account=q.account, tenant=asked.tenants[i],
-                category=q.category, subject=asked.subjects[i], destination=q.destination,
+                id=f"{q.account}~{self._prefix}-{self._seq}", account=q.account,
+                tenant=asked.tenants[i], category=q.category, subject=asked.subjects[i],
+                destination=q.destination,
                 kind=asked.kinds[i], start_us=asked.starts[i], session=q.session,
                 requested=q.requested, granted=g, rows=tuple(b_rows), amounts=tuple(b_amounts),
                 expires_at=expires,

@@ -149,7 +149,8 @@ class Api:
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def health(self, request: web.Request) -> web.Response:
-        body = {"partitions": self.rt.partitions.owned(), "counts": dict(self.rt.counts)}
+        body = {"assigned": self.rt.assigned, "open": self.rt.partitions.owned(),
+                "counts": dict(self.rt.counts)}  # fmt: skip
         return _json(200, body)
 
     # -- plumbing ------------------------------------------------------------------------

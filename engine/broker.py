@@ -72,7 +72,9 @@ class EmbeddedBroker:
     ``start()`` returns once the broker has answered a Metadata request;
     ``stop()`` sends SIGTERM, then SIGKILL after 5 s. Both are idempotent.
     ``start()`` runs its own event loop, so call it outside a running one.
-    The log (stdout and stderr) is kept after ``stop()`` for a post-mortem.
+    The log (stdout and stderr) goes to ``log_path`` and stays there; without
+    one it goes to a temporary file that ``stop()`` deletes (one that a failed
+    ``start()`` names in its error is kept).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class EmbeddedBroker:
         self._chosen_port = port is not None
         self._port = port if port is not None else free_port()
         self._log_path = log_path
+        self._temporary_log = False
         self._startup_timeout = startup_timeout
         self.cluster_id = f"ratewire-{uuid.uuid4().hex[:12]}"  # tells this broker from others
         self._process: subprocess.Popen[bytes] | None = None
@@ -122,7 +125,7 @@ class EmbeddedBroker:
         """Spawn the broker and wait until it answers; raise BrokerError if it does not."""
         if self.running:
             return self
-        self.stop()  # reap a process that died since the last start
+        self._terminate()  # reap a process that died since the last start
         attempts = 1 if self._chosen_port else PORT_ATTEMPTS
         attempt = 1
         while True:
@@ -137,7 +140,7 @@ class EmbeddedBroker:
                     )
                 )
             except BrokerError as exc:
-                self.stop()
+                self._terminate()
                 tail = self.log_tail()
                 if attempt < attempts and "AddrInUse" in tail:
                     attempt += 1
@@ -152,6 +155,12 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """SIGTERM the broker's pid, wait up to 5 s, then SIGKILL; nothing if not running."""
+        self._terminate()
+        if self._temporary_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path, self._temporary_log = None, False
+
+    def _terminate(self) -> None:
         process, self._process = self._process, None
         if process is None:
             return
@@ -179,7 +188,7 @@ class EmbeddedBroker:
         if self._log_path is None:
             fd, name = tempfile.mkstemp(prefix="ratewire-tansu-", suffix=".log")
             os.close(fd)
-            self._log_path = Path(name)
+            self._log_path, self._temporary_log = Path(name), True
         listener = f"tcp://{self.bootstrap}"
         command = [
             binary, "broker",

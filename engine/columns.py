@@ -8,7 +8,8 @@ creating a Python string per record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from itertools import pairwise
 from typing import Any
 
@@ -66,6 +67,16 @@ class StrColumn:
         return gather(self.data, starts, self.offsets[np.asarray(index) + 1] - starts)
 
 
+def concat_strings(parts: Sequence[StrColumn]) -> StrColumn:
+    """The values of ``parts`` one after another."""
+    if len(parts) == 1:
+        return parts[0]
+    sizes = np.array([len(p.data) for p in parts], dtype=np.int64)
+    shift = np.repeat(np.concatenate([[0], np.cumsum(sizes)[:-1]]), [len(p) for p in parts])
+    offsets = np.concatenate([[0], np.concatenate([p.offsets[1:] for p in parts]) + shift])
+    return StrColumn(np.concatenate([p.data for p in parts]), offsets.astype(np.int64))
+
+
 def gather(data: U8, starts: I64, lengths: I64) -> StrColumn:
     """The values ``data[starts[i] : starts[i] + lengths[i]]`` as a new StrColumn."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -91,3 +102,16 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.kind)
+
+
+def concat(parts: Sequence[Columns]) -> Columns:
+    """The records of ``parts`` one after another, as one batch."""
+    if len(parts) == 1:
+        return parts[0]
+    joined: dict[str, Any] = {}
+    for f in fields(Columns):
+        values = [getattr(p, f.name) for p in parts]
+        joined[f.name] = (
+            concat_strings(values) if isinstance(values[0], StrColumn) else np.concatenate(values)
+        )
+    return Columns(**joined)

@@ -23,7 +23,8 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from itertools import groupby
+from typing import Any, overload
 
 import msgspec
 import numpy as np
@@ -35,7 +36,7 @@ from balances.ledger import Ledger
 from balances.reservations import Reservations
 from balances.store import WriteBatch
 from engine.account_commands import Applied, apply_command, decode_command
-from engine.columns import I64, StrColumn
+from engine.columns import I64, Columns, StrColumn, concat
 from engine.exceptions import DecodeError
 from engine.partitioning import partitions_of
 from engine.rate_file import Batch, StatefulRating, rate_batch
@@ -72,7 +73,7 @@ class Outcome:
     records: int = 0  # usage records read (rated + rejected + forwarded)
     rated: int = 0
     forwarded: int = 0
-    rated_lines: bytes = b""  # JSON lines, one per rated record
+    rated_lines: list[bytes] = field(default_factory=list)  # JSON lines, one per rated record
     rejects: list[Reject] = field(default_factory=list)
     forwards: list[tuple[int, bytes, bytes]] = field(
         default_factory=list
@@ -103,24 +104,29 @@ class Partition:
 
     # -- a batch -------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> Outcome:
-        """Apply the messages of one batch (in offset order per topic)."""
+        """Apply the messages of one batch, in their order.
+
+        Consecutive messages of one kind (provisioning, records, columnar
+        batches) are handled together; kinds are never reordered, so each
+        account's usage is debited in the order it arrived.
+        """
         out = Outcome(messages=len(messages))
-        usage: list[Message] = []
+        fresh = []
         for m in messages:
             if m.offset < self.offsets.get(m.topic, 0):
                 out.replayed += 1
                 continue
             self.offsets[m.topic] = m.offset + 1
-            if m.topic == ACCOUNTS:
-                self._command(m, out)
+            fresh.append(m)
+        for kind, run in groupby(fresh, key=_kind):
+            group = list(run)
+            if kind == "command":
+                for m in group:
+                    self._command(m, out)
+            elif kind == "columnar":
+                self._columnar(group, out)
             else:
-                usage.append(m)
-        rows: list[Message] = [m for m in usage if not m.columnar]
-        if rows:
-            self._records(rows, out)
-        for m in usage:
-            if m.columnar:
-                self._columnar(m, out)
+                self._records(group, out)
         return out
 
     def stage(self) -> WriteBatch:
@@ -178,13 +184,17 @@ class Partition:
             counts.append(len(decoded.records))
         rows.index = _index_in_message(counts)
         rows.offsets = np.repeat(np.array(at_offset, dtype=np.int64), counts)
-        missing = [i for i, r in enumerate(rows.records) if not r.account or not r.cdr_id]
-        if missing:
-            out.rejects += [self._no_id(rows, i) for i in missing]
-            rows = rows.keep(np.setdiff1d(np.arange(len(rows.records)), missing))
         if not rows.records:
             return
-        columns = records_to_columns(rows.records)
+        try:
+            columns = records_to_columns(rows.records)
+        except DecodeError:  # a record without account or cdr_id (allowed by the schema)
+            missing = [i for i, r in enumerate(rows.records) if not r.account or not r.cdr_id]
+            out.rejects += [self._no_id(rows, i) for i in missing]
+            rows = rows.keep(np.setdiff1d(np.arange(len(rows.records)), missing))
+            if not rows.records:
+                return
+            columns = records_to_columns(rows.records)
         where = partitions_of(columns.account, self.partitions)
         elsewhere = np.flatnonzero(where != self.number).tolist()
         if elsewhere:
@@ -203,39 +213,50 @@ class Partition:
                       record_bytes=rows.record_bytes)  # fmt: skip
         self._rate(batch, out)
 
-    def _columnar(self, m: Message, out: Outcome) -> None:
-        if self._too_large(m, out):
+    def _columnar(self, usage: list[Message], out: Outcome) -> None:
+        """Columnar batches, each checked whole, then rated together in one call."""
+        accepted: list[Columns] = []
+        at_offset: list[int] = []
+        for m in usage:
+            if self._too_large(m, out):
+                continue
+            try:
+                columns = decode_columnar(m.value)
+            except DecodeError as exc:
+                out.rejects.append(Reject(source=self._source(m), reason=DECODE_ERROR,
+                                          message=str(exc), raw=m.value))  # fmt: skip
+                out.records += 1
+                continue
+            # a producer of columnar batches partitions them itself: a batch in the wrong
+            # partition is refused whole rather than split record by record
+            elsewhere = int(np.count_nonzero(partitions_of(columns.account, self.partitions)
+                                             != self.number))  # fmt: skip
+            if elsewhere:
+                message = (
+                    f"columnar batch: {elsewhere} of {len(columns)} records belong to other"
+                    " partitions; a columnar producer must partition by account"
+                )
+                out.rejects.append(Reject(source=self._source(m), reason=VALIDATION_ERROR,
+                                          message=message, raw=m.value))  # fmt: skip
+                out.records += 1
+                continue
+            out.records += len(columns)
+            accepted.append(columns)
+            at_offset.append(m.offset)
+        if not accepted:
             return
-        source = self._source(m)
-        try:
-            columns = decode_columnar(m.value)
-        except DecodeError as exc:
-            out.rejects.append(Reject(source=source, reason=DECODE_ERROR, message=str(exc),
-                                      raw=m.value))  # fmt: skip
-            out.records += 1
-            return
-        out.records += len(columns)
-        # a producer of columnar batches partitions them itself: a batch in the wrong
-        # partition is refused whole rather than split record by record
-        where = partitions_of(columns.account, self.partitions)
-        if len(where) and (where != self.number).any():
-            bad = int(np.count_nonzero(where != self.number))
-            message = (
-                f"columnar batch: {bad} of {len(where)} records belong to other partitions;"
-                " a columnar producer must partition by account"
-            )
-            out.rejects.append(Reject(source=source, reason=VALIDATION_ERROR, message=message,
-                                      raw=m.value))  # fmt: skip
-            out.records -= len(columns) - 1
-            return
-        self._rate(Batch(columns, [], None, f"{source}#"), out)
+        counts = [len(c) for c in accepted]
+        offsets = np.repeat(np.array(at_offset, dtype=np.int64), counts)
+        positions = _Positions(f"{usage[0].topic}[{self.number}]", offsets,
+                               _index_in_message(counts))  # fmt: skip
+        self._rate(Batch(concat(accepted), [], lambda: positions, ""), out)
 
     def _rate(self, batch: Batch, out: Outcome) -> None:
         result = rate_batch(self.rater, batch, self.counters, self._writer, self._stateful)
         out.rejects += result.rejects
         out.rated += result.rated
         out.charged += result.charged
-        out.rated_lines += self._out.getvalue()
+        out.rated_lines.append(self._out.getvalue())
         self._out.seek(0)
         self._out.truncate()
 
@@ -264,12 +285,34 @@ class _Rows:
     def keep(self, rows: npt.NDArray[np.integer[Any]]) -> _Rows:
         return _Rows([self.records[i] for i in rows.tolist()], self.offsets[rows], self.index[rows])
 
-    def positions(self, prefix: str) -> list[str]:
-        pairs = zip(self.offsets.tolist(), self.index.tolist(), strict=True)
-        return [f"{prefix}@{o}#{i}" for o, i in pairs]
+    def positions(self, prefix: str) -> _Positions:
+        return _Positions(prefix, self.offsets, self.index)
 
     def record_bytes(self, i: int) -> bytes:
         return msgspec.json.encode(self.records[i])
+
+
+class _Positions(Sequence[str]):
+    """``topic[partition]@offset#index`` of each row, made only for the rows asked for."""
+
+    def __init__(self, prefix: str, offsets: I64, index: I64) -> None:
+        self._prefix, self._offsets, self._index = prefix, offsets, index
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return f"{self._prefix}@{int(self._offsets[i])}#{int(self._index[i])}"
+
+
+def _kind(m: Message) -> str:
+    return "command" if m.topic == ACCOUNTS else "columnar" if m.columnar else "records"
 
 
 def _index_in_message(counts: list[int]) -> I64:

@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -57,7 +57,7 @@ class Batch:
 
     columns: Columns | None
     rejects: list[Reject]
-    locate: Callable[[], list[str]] | None  # source position of each row, worked out on demand
+    locate: Callable[[], Sequence[str]] | None  # source position of each row, on demand
     raw_source: str  # used with the row number when there is no locate
     consumed: int = 0  # bytes of the input read so far (for the progress bar)
     record_bytes: Callable[[int], bytes] | None = None  # a row's own bytes, for its reject

@@ -81,6 +81,7 @@ class Runtime:
     alerter: Alerter
     rater: Rater
     counts: Counter[str] = field(default_factory=Counter)  # totals since start
+    assigned: list[int] = field(default_factory=list)  # partitions of cdrs assigned here
 
     async def send(
         self, topic: str, partition: int, key: bytes | None, value: bytes,
@@ -143,7 +144,7 @@ class Runtime:
         """Rated records, rejects and forwards; returns once the broker has them all."""
         number = part.number
         pending = [await self.send(RATED, number, None, chunk)
-                   for chunk in _chunks(outcome.rated_lines)]  # fmt: skip
+                   for lines in outcome.rated_lines for chunk in _chunks(lines)]  # fmt: skip
         pending += [
             await self.send(REJECTED, number, None, r.raw, _reject_headers(r))
             for r in outcome.rejects
@@ -163,7 +164,8 @@ class Runtime:
             m.records_rejected_total.inc(n, reason=reason)
         m.records_duplicate_total.inc(reasons.get("DUPLICATE", 0))
         self.counts.update(read=outcome.records, rated=outcome.rated,
-                           forwarded=outcome.forwarded, replayed=outcome.replayed)  # fmt: skip
+                           forwarded=outcome.forwarded, replayed=outcome.replayed,
+                           accounts_created=outcome.accounts.created)  # fmt: skip
         self.counts.update({f"rejected:{k}": v for k, v in reasons.items()})
         if not reasons:
             return []
@@ -246,6 +248,7 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
         consumer_max_fetch_size=max(config.max_message_bytes * 4, 16 << 20),
         producer_max_request_size=max(config.max_message_bytes * 4, 16 << 20),
         producer_linger=0.002,
+        producer_compression_type="zstd",
         stream_buffer_maxsize=max(config.batch_events * 2, 4096),
         logging_config=None,
     )
@@ -273,13 +276,13 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
         for tp in revoked:
             if tp.topic == CDRS:
                 runtime.partitions.drop(tp.partition)
-        runtime.metrics.partitions_owned.set(len(runtime.partitions.owned()))
+        runtime.assigned = []
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(sender: Any, assigned: set[faust.types.TP], **_: Any) -> None:
-        mine = sorted(tp.partition for tp in assigned if tp.topic == CDRS)
-        log.info("partitions of %s assigned here: %s", CDRS, mine)
-        runtime.metrics.partitions_owned.set(len(mine))
+        runtime.assigned = sorted(tp.partition for tp in assigned if tp.topic == CDRS)
+        log.info("partitions of %s assigned here: %s", CDRS, runtime.assigned)
+        runtime.metrics.partitions_owned.set(len(runtime.assigned))
 
     app.api = Api(runtime)
     return runtime

@@ -138,3 +138,11 @@ def test_wait_for_broker_gives_up_where_nothing_listens() -> None:
 
 def test_wait_for_broker_accepts_the_running_broker(broker: EmbeddedBroker) -> None:
     wait_for_broker(broker.bootstrap, timeout=5, cluster_id=broker.cluster_id)
+
+
+def test_a_temporary_log_is_removed_by_stop() -> None:
+    with EmbeddedBroker() as own:
+        log = own.log_path
+        assert log is not None
+        assert "listening on: tcp://" + own.bootstrap in log.read_text()
+    assert not log.exists()

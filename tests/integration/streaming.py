@@ -1,0 +1,103 @@
+"""What the worker's integration tests share: a fresh broker, worker processes, HTTP calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from balances.model import Measure
+from balances.units import UnitCatalog, load_units
+from engine.broker import EmbeddedBroker, free_port
+from engine.records import DataRecord, Record
+from engine.worker_process import WorkerProcess
+from loadtest import kafka
+from loadtest.accounts import scenario_accounts
+from loadtest.generator import Scenario, columns_to_records, generate_columns
+
+PLAN = Path(__file__).parents[2] / "tariffs" / "samples" / "mobile.toml"
+PARTITIONS = 4
+UNITS: UnitCatalog = load_units()
+
+
+@dataclass
+class Stream:
+    """A broker of one test's own and the workers it started (stopped at teardown)."""
+
+    broker: EmbeddedBroker
+    tmp: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def worker(self, name: str = "a", *args: str, state: Path | None = None) -> WorkerProcess:
+        w = WorkerProcess(
+            self.broker.url, state or self.tmp / f"state-{name}", free_port(),
+            tariffs=PLAN, log=self.tmp / f"worker-{name}.log",
+            args=("--partitions", str(PARTITIONS), "--session-timeout", "6", *args),
+        )  # fmt: skip
+        self.workers.append(w.start())
+        return w
+
+    def provision(self, scenario: Scenario) -> None:
+        accounts, balances = scenario_accounts(scenario)
+        asyncio.run(kafka.provision(self.broker.bootstrap, accounts, balances, PARTITIONS))
+
+    def produce(self, records: Sequence[Record], **shape: Any) -> None:
+        messages = kafka.messages_of(records, PARTITIONS, **shape)
+        asyncio.run(kafka.produce(self.broker.bootstrap, messages))
+
+    def produce_raw(self, messages: list[kafka.Outgoing]) -> None:
+        asyncio.run(kafka.produce(self.broker.bootstrap, messages))
+
+    def collect(self, expected: int, timeout: float = 90.0) -> kafka.Collected:
+        return asyncio.run(kafka.collect(self.broker.bootstrap, expected, timeout=timeout))
+
+
+def traffic(records: int, accounts: int, seed: int = 2026) -> tuple[Scenario, list[Record]]:
+    """Generated records, data sessions cut to a hundredth.
+
+    The reference rater steps through a session one 1 KB increment at a time;
+    at full size (6.5 MB on average) it would take minutes to check a test.
+    """
+    scenario = Scenario(records=records, accounts=accounts, seed=seed)
+    generated = columns_to_records(generate_columns(scenario))
+    return scenario, [
+        msgspec.structs.replace(r, usage=r.usage // 100) if isinstance(r, DataRecord) else r
+        for r in generated
+    ]
+
+
+def http(method: str, url: str, body: Any = None, token: str = "") -> tuple[int, Any]:
+    """One request; (status, decoded JSON body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def amounts(worker: WorkerProcess, account: str) -> dict[str, int]:
+    """An account's balances as the API shows them, back in integer amount units."""
+    status, body = http("GET", f"{worker.url}/accounts/{account}/balances")
+    assert status == 200, body
+    out = {}
+    for b in body["balances"]:
+        unit = UNITS[b["unit"]]
+        scale = unit.decimals if unit.measure is Measure.MONEY else 0
+        out[b["id"]] = int(Decimal(b["amount"]).scaleb(scale))
+    return out
+
+
+def all_amounts(worker: WorkerProcess, accounts: Sequence[str]) -> dict[tuple[str, str], int]:
+    return {(a, b): v for a in accounts for b, v in amounts(worker, a).items()}
