@@ -249,7 +249,10 @@ class Ledger:
         skip = np.where(repeat, bk.FLAG_DUPLICATE, 0).astype(np.int64)
         result = debitor.debit(columns, rated, skip, account=account)
         applied = np.flatnonzero(result.flags & ~bk.FLAG_INSUFFICIENT_CREDIT == 0)
-        ids = columns.cdr_id.take(applied) if len(applied) else StrColumn.from_strings([])
+        if len(applied) == len(columns):
+            ids = columns.cdr_id  # the usual case: no copy
+        else:
+            ids = columns.cdr_id.take(applied) if len(applied) else StrColumn.from_strings([])
         if len(current) >= self.remember:
             self._seen = [KeyTable(), current]
         self._seq += 1

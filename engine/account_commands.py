@@ -98,9 +98,6 @@ def create_messages(
 
 
 def topup_message(top_up: TopUp, partitions: int) -> tuple[int, bytes, bytes]:
-    key = top_up.account.encode()
-    return (
-        partitions_of(StrColumn.from_strings([top_up.account]), partitions)[0],
-        key,
-        _ENC.encode(top_up),
-    )
+    """``(partition, key, value)`` of a top-up command."""
+    part = int(partitions_of(StrColumn.from_strings([top_up.account]), partitions)[0])
+    return part, top_up.account.encode(), _ENC.encode(top_up)

@@ -3,9 +3,10 @@
 Generates the day (seeded), writes it as JSON lines under ``out/demo/``, runs
 exactly what ``ratewire rate`` runs, prints its summary, explains one call
 with ``ratewire cost``, then rates the day again against accounts with
-bundles and credit (``--state``) and shows balances before and after. The
-first run also compiles the kernels (numba caches them: later runs start at
-once).
+bundles and credit (``--state``) and shows balances before and after, and
+finally streams the same day through a real broker and a ``ratewire worker``
+(:mod:`engine.demo_stream`; ``RATEWIRE_BROKER`` picks the broker). The first
+run also compiles the kernels (numba caches them: later runs start at once).
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ from balances.debit import Debitor
 from balances.ledger import Ledger, open_ledger
 from balances.model import Measure
 from engine.cost import cost
+from engine.demo_stream import stream_step
 from engine.rate_file import StatefulRating, rate_file
 from engine.wire import encode_jsonl
-from loadtest.accounts import scenario_accounts
+from loadtest.accounts import account_id, scenario_accounts
 from loadtest.generator import Scenario, columns_to_records, generate_columns
 from tariffs.loader import load_tariff
 from tariffs.money import format_units
 from tariffs.rating import Rater
 
 SAMPLE_PLAN = Path(__file__).parents[1] / "tariffs" / "samples" / "mobile.toml"
+WATCHED = (0, 150, 4321)  # accounts shown before and after: the busiest, then quieter ones
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument(
+        "--stream-records", type=int, help="records step 6 streams (default: all; 0: skip step 6)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     say = sys.stdout.write
@@ -47,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     day = scenario.day.date().isoformat()
     say(f"1. generating {args.records:,} records of {day} for {args.accounts:,} accounts\n")
     traffic = args.out / "traffic.jsonl"
-    traffic.write_bytes(encode_jsonl(columns_to_records(generate_columns(scenario))))
+    records = columns_to_records(generate_columns(scenario))
+    traffic.write_bytes(encode_jsonl(records))
     say(f"   wrote {traffic} ({traffic.stat().st_size / 1e6:.1f} MB)\n\n")
 
     say(f"2. ratewire rate --tariffs tariffs/samples/mobile.toml --in {traffic}\n")
@@ -76,13 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     answer = cost(rater, **query)
     say(msgspec.json.format(msgspec.json.encode(answer), indent=2).decode() + "\n\n")
 
-    _with_balances(rater, scenario, traffic, args.out, say)
-    return 0
+    watched = [account_id(i) for i in WATCHED if i < args.accounts]
+    _with_balances(rater, scenario, traffic, args.out, watched, say)
+    if args.stream_records == 0:
+        return 0
+    say("\n")
+    return stream_step(args.out, say, scenario, records[: args.stream_records], watched)
 
 
 def _with_balances(
-    rater: Rater, scenario: Scenario, traffic: Path, out: Path, say: Callable[[str], object]
-) -> None:
+    rater: Rater, scenario: Scenario, traffic: Path, out: Path, watched: list[str],
+    say: Callable[[str], object],
+) -> None:  # fmt: skip
     """Step 5: the same day debited from balances (``ratewire rate --state``)."""
     state = out / "state"
     shutil.rmtree(state, ignore_errors=True)
@@ -93,7 +105,6 @@ def _with_balances(
     say(f"5. {len(accounts):,} accounts (every third postpaid), each with 30 free national "
         "minutes, 1 GB of data and 5 EUR of credit;\n"
         f"   ratewire rate … --state {state}\n")  # fmt: skip
-    watched = ["acc0000000", "acc0000150", "acc0004321"]  # the busiest, then quieter ones
     before = {a: _amounts(ledger, a) for a in watched}
     summary = rate_file(
         rater, traffic, out=out / "rated-state.jsonl", rejects=out / "rejects-state.jsonl",

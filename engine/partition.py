@@ -172,20 +172,27 @@ class Partition:
         rows = _Rows([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         at_offset: list[int] = []
         counts: list[int] = []
+        gaps: list[tuple[int, list[int]]] = []  # (first row, indexes) of messages with bad records
         for m in usage:
             if self._too_large(m, out):
                 continue
             fmt: Format = "json" if m.value[:1] in b"{[ \t\r\n" else "msgpack"
             decoded = decode_message_with_rejects(m.value, fmt, source=self._source(m))
+            if decoded.rejects and decoded.records:  # good records keep their own index
+                bad = {r.index for r in decoded.rejects}
+                kept = [i for i in range(len(decoded.records) + len(bad)) if i not in bad]
+                gaps.append((len(rows.records), kept))
             out.rejects += decoded.rejects
             out.records += len(decoded.records) + len(decoded.rejects)
             rows.records += decoded.records
             at_offset.append(m.offset)
             counts.append(len(decoded.records))
-        rows.index = _index_in_message(counts)
-        rows.offsets = np.repeat(np.array(at_offset, dtype=np.int64), counts)
         if not rows.records:
             return
+        rows.index = _index_in_message(counts)
+        for first, kept in gaps:
+            rows.index[first : first + len(kept)] = kept
+        rows.offsets = np.repeat(np.array(at_offset, dtype=np.int64), counts)
         try:
             columns = records_to_columns(rows.records)
         except DecodeError:  # a record without account or cdr_id (allowed by the schema)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from aiokafka import AIOKafkaConsumer
 
 from balances.model import Measure
 from balances.units import UnitCatalog, load_units
@@ -58,6 +60,26 @@ class Stream:
 
     def collect(self, expected: int, timeout: float = 90.0) -> kafka.Collected:
         return asyncio.run(kafka.collect(self.broker.bootstrap, expected, timeout=timeout))
+
+
+async def _read(bootstrap: str, topic: str, n: int, timeout: float) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(values) < n and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                values += [m.value for m in messages]
+    finally:
+        await consumer.stop()
+    return values
+
+
+def read_topic(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[bytes]:
+    """The first ``n`` values of ``topic`` (fewer if they do not come in ``timeout`` s)."""
+    return asyncio.run(_read(bootstrap, topic, n, timeout))
 
 
 def traffic(records: int, accounts: int, seed: int = 2026) -> tuple[Scenario, list[Record]]:

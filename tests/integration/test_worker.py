@@ -20,11 +20,12 @@ import pytest
 
 from engine.broker import EmbeddedBroker, ensure_topics
 from engine.partitioning import partition_of
-from engine.topics import all_topics
+from engine.topics import ALERTS, all_topics
 from engine.wire import encode_record, encode_records
 from engine.worker_process import WorkerProcess
 from loadtest.accounts import account_id, scenario_accounts
 from loadtest.generator import Scenario
+from loadtest.kafka import messages_of
 from tariffs.loader import load_tariff
 from tests.integration.streaming import (
     PARTITIONS,
@@ -33,6 +34,7 @@ from tests.integration.streaming import (
     Stream,
     all_amounts,
     http,
+    read_topic,
     traffic,
 )  # fmt: skip
 from tests.stream_reference import Expected, expected_outcome
@@ -171,7 +173,10 @@ def test_malformed_messages_are_rejected_with_their_reason_and_the_worker_goes_o
     stream: Stream,
 ) -> None:
     scenario, records = traffic(400, 20, seed=9)
-    [worker] = started(stream, scenario)
+    worker = stream.worker("a", "--alert", "DECODE_ERROR:1/60", "--alert", "*:1000/60")
+    worker.wait_assigned()
+    stream.provision(scenario)
+    wait_accounts([worker], scenario.accounts)
     good = records[:200]
     sample = msgspec.json.decode(encode_record(good[0], "json"))
     key, part = good[0].account.encode(), _partition_of(good[0].account)
@@ -197,6 +202,30 @@ def test_malformed_messages_are_rejected_with_their_reason_and_the_worker_goes_o
     assert health is not None
     assert health["counts"]["read"] == len(good) + 5
     assert all_amounts(worker, ids(scenario)) == want.balances
+    # the decode error raised an alert naming the reason, the count and an example
+    [raw] = read_topic(stream.broker.bootstrap, ALERTS, 1)
+    alert = msgspec.json.decode(raw)
+    assert (alert["kind"], alert["reason"], alert["count"]) == ("REJECTS", "DECODE_ERROR", 1)
+    assert alert["examples"][0]["source"] == f"cdrs[{part}]@0"
+    assert read_topic(stream.broker.bootstrap, ALERTS, 2, timeout=2) == [raw]  # just the one
+
+
+def test_records_on_the_wrong_partition_are_forwarded_to_their_accounts(stream: Stream) -> None:
+    scenario, records = traffic(4_000, 60, seed=13)
+    [worker] = started(stream, scenario)
+    # a producer that does not key by account: every message to the next partition
+    misrouted = [
+        ((part + 1) % PARTITIONS, b"", value, headers)
+        for part, _, value, headers in messages_of(records, PARTITIONS, size=100)
+    ]
+    stream.produce_raw(misrouted)
+    got = stream.collect(len(records))
+    want = expect(scenario, records)
+    assert_outcome(len(got.rated), got.rejected, want)
+    assert all_amounts(worker, ids(scenario)) == want.balances
+    health = worker.health()
+    assert health is not None
+    assert health["counts"]["forwarded"] == len(records)  # each once, none twice
 
 
 def _partition_of(account: str) -> int:
