@@ -20,9 +20,10 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from balances.ledger import Ledger
-from balances.store import RocksStore
+from balances.store import RocksStore, StoreOptions
 from balances.units import UnitCatalog
 from engine.changelog import NEXT_KEY, Replay, encode_changes, next_offset
+from engine.kafka_transport import FETCH_WAIT_MS
 from engine.partition import Partition
 from engine.topics import CHANGELOG
 from tariffs.rating import Rater
@@ -76,7 +77,9 @@ class Partitions:
         if found is not None:
             return found
         folder = self.config.state / f"partition-{number:04d}"
-        store = RocksStore(folder)
+        # no fsync per write: the changelog, acknowledged by the broker first, is what
+        # makes a batch durable; a store that lost its last writes replays them from there
+        store = RocksStore(folder, StoreOptions(sync=False))
         try:
             replay = Replay(store)
             await _replay_changelog(self.config.bootstrap, number, store, replay.apply)
@@ -131,6 +134,7 @@ async def _replay_changelog(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
         max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=FETCH_BYTES,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
     )  # fmt: skip
     await consumer.start()
     try:

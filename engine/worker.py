@@ -34,6 +34,7 @@ import numpy as np
 from faust.sensors import Monitor
 
 from balances.units import UnitCatalog
+from engine import kafka_transport
 from engine.alerts import DEFAULT_RULES, Alert, Alerter, AlertRule
 from engine.api import Api
 from engine.metrics import WorkerMetrics
@@ -99,10 +100,10 @@ class Runtime:
             headers = dict(m.headers or ())
             columnar = headers.get(FORMAT_HEADER) == b"columnar"
             by_partition[m.partition].append(Message(m.topic, m.offset, m.value or b"", columnar))
-        records = 0
+        # partitions one after another on the CPU, their sends and acks overlapping
+        outcomes = await asyncio.gather(*(self._partition(n, m) for n, m in by_partition.items()))
+        records = sum(o.records for o in outcomes)
         for number, messages in by_partition.items():
-            outcome = await self._partition(number, messages)
-            records += outcome.records
             self._lag(number, messages)
         self.metrics.batches_total.inc()
         self.metrics.batch_records.observe(records)
@@ -241,6 +242,9 @@ class WorkerApp(faust.App):
     """The Faust app, with ratewire's HTTP routes added when its web server starts."""
 
     api: Api | None = None
+
+    def _new_transport(self) -> Any:
+        return kafka_transport.Transport(self.conf.broker_consumer, self)
 
     def on_webserver_init(self, web: Any) -> None:
         if self.api is not None:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from balances.model import Account, Balance
 from engine.account_commands import create_messages
 from engine.columns import I64, StrColumn
+from engine.kafka_transport import FETCH_WAIT_MS
 from engine.partitioning import partitions_of
 from engine.records import Record
 from engine.topics import ACCOUNTS, CDRS, RATED, REJECTED
@@ -137,7 +138,8 @@ async def collect(bootstrap: str, expected: int, *, timeout: float = 60.0) -> Co
     got = Collected()
     consumer = AIOKafkaConsumer(
         RATED, REJECTED, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=MAX_REQUEST,
+        group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS,
+        max_partition_fetch_bytes=MAX_REQUEST,
         fetch_max_bytes=MAX_REQUEST,
     )  # fmt: skip
     await consumer.start()

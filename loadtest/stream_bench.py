@@ -35,6 +35,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer
 
 from engine.broker import EmbeddedBroker, ensure_topics, free_port
+from engine.kafka_transport import FETCH_WAIT_MS
 from engine.topics import RATED, REJECTED, all_topics
 from engine.worker_process import WorkerProcess
 from loadtest import kafka
@@ -59,7 +60,8 @@ async def _read(bootstrap: str, total: int, planned: np.ndarray[Any, Any] | None
     """Count records on both output topics until ``total``; latency per rated record."""
     consumer = AIOKafkaConsumer(
         RATED, REJECTED, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        group_id=None, enable_auto_commit=False, fetch_max_bytes=kafka.MAX_REQUEST,
+        group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS,
+        fetch_max_bytes=kafka.MAX_REQUEST,
         max_partition_fetch_bytes=kafka.MAX_REQUEST,
     )  # fmt: skip
     await consumer.start()

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from balances.model import Measure
 from balances.units import UnitCatalog, load_units
 from engine.broker import EmbeddedBroker, free_port
+from engine.kafka_transport import FETCH_WAIT_MS
 from engine.records import DataRecord, Record
 from engine.worker_process import WorkerProcess
 from loadtest import kafka
@@ -64,7 +65,8 @@ class Stream:
 
 async def _read(bootstrap: str, topic: str, n: int, timeout: float) -> list[bytes]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=FETCH_WAIT_MS)  # fmt: skip
     await consumer.start()
     values: list[bytes] = []
     deadline = time.monotonic() + timeout
