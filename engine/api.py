@@ -31,12 +31,14 @@ from balances.exceptions import (
     UnknownAccountError,
     UnknownReservationError,
 )
+from balances.reservations import AuthorizeRequest, CommitRequest
 from engine.cli_accounts import show
 from engine.cost import parse_start, parse_usage
 from engine.exceptions import RatewireError, UsageInputError
 from engine.metrics import CONTENT_TYPE
 from engine.partition import Partition
 from engine.partitioning import partition_of
+from engine.sessions import Release, Sessions
 from engine.topics import CDRS
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class Api:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self._sessions = Sessions(runtime.partitions)
         self._client: aiohttp.ClientSession | None = None
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -118,10 +121,11 @@ class Api:
             body: AuthorizeBody = _decode(raw, AuthorizeBody)
             self._known(part, account)
             start = parse_start(body.start) if body.start else datetime.now(UTC)
-            return part.reservations.authorize(
-                account, category=body.category, destination=body.destination,
-                requested=_usage(body.usage), start=start, tenant=body.tenant,
-                subject=body.subject, session=body.session,
+            usage = _usage(body.usage)
+            return AuthorizeRequest(
+                account=account, category=body.category, destination=body.destination,
+                requested=usage, start=start, tenant=body.tenant, subject=body.subject,
+                session=body.session,
             )  # fmt: skip
 
         return await self._serve(request, "authorize", lambda: account, local, write=True)
@@ -132,7 +136,7 @@ class Api:
 
         async def local(part: Partition) -> Any:
             body: CommitBody = _decode(raw, CommitBody)
-            return part.reservations.commit(rid, _usage(body.usage), op_id=body.op_id)
+            return CommitRequest(rid, _usage(body.usage), body.op_id)
 
         return await self._serve(request, "commit", lambda: _account_of(rid), local, write=True)
 
@@ -140,7 +144,7 @@ class Api:
         rid = request.match_info["reservation"]
 
         async def local(part: Partition) -> Any:
-            return part.reservations.release(rid)
+            return Release(rid)
 
         return await self._serve(request, "release", lambda: _account_of(rid), local, write=True)
 
@@ -204,11 +208,11 @@ class Api:
         return self.rt.app.topic(CDRS, key_serializer="raw", value_serializer="raw")
 
     async def _local(self, number: int, local: Handler, *, write: bool) -> web.Response:
+        """Read: ``local``'s answer. Write: ``local`` builds a request, applied in a group."""
         part = await self.rt.partitions.get(number)
-        async with self.rt.partitions.lock(number):
-            answer = await local(part)
-            if write:
-                await self.rt.partitions.checkpoint(part)
+        answer = await local(part)
+        if write:
+            answer = await self._sessions.submit(number, answer)
         return _json(200, answer)
 
     async def _forward(

@@ -99,6 +99,7 @@ class Partition:
         self._out = io.BytesIO()
         self._writer = RatedWriter(self._out, rater.compiled)
         self.offsets: dict[str, int] = {}
+        self._known: set[str] = set()
         for key, raw in ledger.store.scan(b"in/"):
             self.offsets[key[3:].decode()] = int(raw)
 
@@ -278,7 +279,13 @@ class Partition:
 
     # -- queries -------------------------------------------------------------------------
     def knows(self, account: str) -> bool:
-        return bool(self.ledger.state.account_rows(StrColumn.from_strings([account]))[0] >= 0)
+        """Whether the account exists here (accounts are never removed: found ones are cached)."""
+        if account in self._known:
+            return True
+        found = bool(self.ledger.state.account_rows(StrColumn.from_strings([account]))[0] >= 0)
+        if found:
+            self._known.add(account)
+        return found
 
 
 @dataclass

@@ -276,7 +276,7 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=max(config.max_message_bytes * 4, 16 << 20),
         producer_max_request_size=max(config.max_message_bytes * 4, 16 << 20),
-        producer_linger=0.002,
+        producer_linger=0.0,
         producer_compression_type="zstd",
         stream_buffer_maxsize=max(config.batch_events * 2, 4096),
         logging_config=None,
