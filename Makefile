@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint typecheck bench clean
+.PHONY: help demo test unit lint typecheck bench bench-stream bench-http clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## Generate a day of sample traffic and rate it against the sample plan
+demo: $(STAMP)  ## A day of sample traffic: rated, debited, then streamed through a broker and a worker
 	$(BIN)/python -m engine.demo
 
 test: lint typecheck unit  ## Lint, type-check and run every test (benchmarks run once, unmeasured)
@@ -33,6 +33,16 @@ typecheck: $(STAMP)  ## mypy (strict) over the packages
 
 bench: $(STAMP)  ## Measure the benchmarks (medians; see README "Performance")
 	$(BIN)/pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-columns=median,ops,rounds -q
+
+bench-stream: $(STAMP)  ## Worker end to end on the embedded broker (README "Performance")
+	$(BIN)/python -m loadtest.stream_bench --records 2000000 --accounts 100000 --shape columnar
+	$(BIN)/python -m loadtest.stream_bench --records 1000000 --accounts 100000 --shape batch
+	$(BIN)/python -m loadtest.stream_bench --records 200000 --accounts 20000 --shape single --workers 2
+	$(BIN)/python -m loadtest.stream_bench --records 1000000 --accounts 20000 --shape columnar --rate 100000
+
+bench-http: $(STAMP)  ## authorize over HTTP, open loop (README "Performance")
+	$(BIN)/python -m loadtest.http_bench --rps 2000 --seconds 20 --commit-share 0
+	$(BIN)/python -m loadtest.http_bench --rps 1000 --seconds 20 --commit-share 0
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks

@@ -81,7 +81,6 @@ class Runtime:
     partitions: Partitions
     metrics: WorkerMetrics
     alerter: Alerter
-    rater: Rater
     counts: Counter[str] = field(default_factory=Counter)  # totals since start
     assigned: list[int] = field(default_factory=list)  # partitions of cdrs assigned here
 
@@ -92,7 +91,7 @@ class Runtime:
         return await _send(self.app, topic, partition, key, value, headers)
 
     async def handle(self, events: Sequence[faust.types.EventT[Any]]) -> None:
-        """One batch: every partition in it, one after another."""
+        """One batch: each partition of it processed (CPU one after another, I/O overlapping)."""
         started = time.perf_counter()
         by_partition: dict[int, list[Message]] = defaultdict(list)
         for event in events:
@@ -283,7 +282,7 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
         Monitor=QuietMonitor,
     )
     runtime = Runtime(
-        config=config, app=app, metrics=WorkerMetrics(), rater=rater,
+        config=config, app=app, metrics=WorkerMetrics(),
         alerter=Alerter(config.alert_rules, worker=f"{config.web_host}:{config.web_port}"),
         partitions=Partitions(
             PartitionsConfig(config.bootstrap, config.state, config.partitions,
