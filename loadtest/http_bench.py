@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import shutil
 import sys
 import tempfile
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                 accounts, balances = scenario_accounts(scenario)
                 asyncio.run(kafka.provision(broker.bootstrap, accounts, balances, args.partitions))
                 _wait_accounts(worker, args.accounts)
+                # the load process's own collector pauses would count as latency: off
+                gc.collect()
+                gc.freeze()
+                gc.disable()
                 with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                     result = runner.run(drive(worker.url, args.accounts, args.rps, args.seconds,
                                               args.commit_share))  # fmt: skip
