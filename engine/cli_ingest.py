@@ -15,17 +15,19 @@ until SIGINT or SIGTERM, finishing the file at hand first.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import msgspec
+from aiokafka.errors import KafkaError
 
 from balances.ledger import open_ledger
 from engine.exceptions import UsageInputError
@@ -41,6 +43,7 @@ from engine.ingest import (
 from engine.mediation.common import zone
 from engine.rate_file import StatefulRating
 from engine.rated_output import RatedWriter
+from engine.records import Record
 from engine.rejects import RejectSink
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -58,6 +61,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--currency", help="currency of an imported CGRateS plan")
     parser.add_argument("--plan-timezone", help="time zone of an imported CGRateS plan")
     parser.add_argument("--out", type=Path, help="rated records (.jsonl)")
+    parser.add_argument("--broker", help="kafka://host:port: send the records to topic cdrs "
+                        "for the workers to rate, instead of rating here")  # fmt: skip
     parser.add_argument("--rejects", type=Path, help="rejected lines and records (.jsonl)")
     parser.add_argument("--state", type=Path, help="balances store (RocksDB folder) to debit")
     parser.add_argument("--units", type=Path, help="unit catalog (default: the sample units)")
@@ -81,13 +86,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         msg = "give CDR files, --watch DIR or --summary DIR"
         raise UsageInputError(msg)
     zone(args.timezone)  # a bad zone is the command's error, not every file's
+    mediation = Mediation(args.format, args.tenant, args.timezone)
+    if args.broker:
+        return _to_broker(args, mediation)
     with ExitStack() as stack:
         rater = Rater(load_tariff(args.tariffs, currency=args.currency,
                                   timezone=args.plan_timezone))  # fmt: skip
         state = _state(args, rater, stack)
-        mediation = Mediation(args.format, args.tenant, args.timezone)
         if args.watch is not None:
-            return _watch(args, rater, mediation, state)
+
+            @contextmanager
+            def cycle() -> Iterator[Ingestor]:
+                with (
+                    _appending(args.out) as out,
+                    RejectSink(args.rejects) as sink,
+                    RatedWriter(out, rater.compiled) as writer,
+                ):
+                    yield Ingestor(rater, mediation, writer, sink, state)
+
+            return _watch(args, cycle, mediation)
         args.rejects.write_bytes(b"")  # this run's rejects only, as ``ratewire rate``
         sink = stack.enter_context(RejectSink(args.rejects))
         writer = stack.enter_context(RatedWriter(args.out, rater.compiled))
@@ -96,9 +113,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _answer(files, mediation, sink)
 
 
+def _to_broker(args: argparse.Namespace, mediation: Mediation) -> dict[str, Any]:
+    """Mediate here, rate in the workers: each file's records go to ``cdrs`` once parsed."""
+    from engine.produce import send_records
+
+    bootstrap = ",".join(u.split("://", 1)[-1] for u in args.broker.split(";"))
+
+    def send(records: list[Record]) -> int:
+        try:
+            return asyncio.run(send_records(bootstrap, records))
+        except KafkaError as exc:
+            msg = f"ingest --broker {args.broker}: {exc}"
+            raise UsageInputError(msg) from exc
+
+    @contextmanager
+    def cycle() -> Iterator[Ingestor]:
+        with RejectSink(args.rejects) as sink:
+            yield Ingestor(None, mediation, None, sink, send=send)
+
+    if args.watch is not None:
+        return _watch(args, cycle, mediation)
+    args.rejects.write_bytes(b"")
+    with cycle() as ingestor:
+        files = [ingestor.ingest(path) for path in args.files]
+        return _answer(files, mediation, ingestor.sink)
+
+
 def _require(args: argparse.Namespace) -> None:
-    missing = [f"--{n}" for n in ("format", "tenant", "tariffs", "out", "rejects")
-               if getattr(args, n) is None]  # fmt: skip
+    needed = ("format", "tenant", "rejects") if args.broker else (
+        "format", "tenant", "tariffs", "out", "rejects")  # fmt: skip
+    missing = [f"--{n}" for n in needed if getattr(args, n) is None]
     if missing:
         msg = f"missing {', '.join(missing)} (needed to ingest; --summary DIR needs none)"
         raise UsageInputError(msg)
@@ -141,19 +185,16 @@ def _answer(files: list[FileSummary], mediation: Mediation, sink: RejectSink) ->
 
 
 def _watch(
-    args: argparse.Namespace, rater: Rater, mediation: Mediation, state: StatefulRating | None
-) -> dict[str, Any]:
+    args: argparse.Namespace, cycle: Callable[[], AbstractContextManager[Ingestor]],
+    mediation: Mediation,
+) -> dict[str, Any]:  # fmt: skip
+    """Poll the spool (one ``cycle`` per pass) until ``--once`` or a signal."""
     spool = Spool.open(args.watch)
     stop = threading.Event()
     files: list[FileSummary] = []
     with _stop_on_signals(stop):
         while True:
-            with (
-                _appending(args.out) as out,
-                RejectSink(args.rejects) as sink,
-                RatedWriter(out, rater.compiled) as writer,
-            ):
-                ingestor = Ingestor(rater, mediation, writer, sink, state)
+            with cycle() as ingestor:
                 files += spool.once(ingestor, lambda: datetime.now(UTC))
             if args.once or stop.is_set() or stop.wait(POLL_SECONDS):
                 break

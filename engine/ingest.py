@@ -5,7 +5,10 @@ records are rated exactly as ``ratewire rate`` rates a batch (the pieces of
 :mod:`engine.rate_file`, one batch per file), and every line is accounted for::
 
     lines + carried_in = parsed_lines + skipped + rejected + unpaired
-    parsed             = rated + rating_rejected
+    parsed             = rated + sent + rating_rejected
+
+(``sent``: with ``--broker`` the records go to topic ``cdrs`` and the workers
+rate them; ``rated`` is then 0.)
 
 ``parsed_lines`` equals ``parsed`` except for ``kamailio-acc``, where a call is
 two lines (INVITE and BYE) and unpaired halves are carried from file to file.
@@ -66,6 +69,7 @@ class FileSummary:
     rejected: dict[str, int] = field(default_factory=dict)  # parser rejects by reason
     unpaired: int = 0
     rated: int = 0
+    sent: int = 0  # records produced to a broker (``--broker``): the workers rate them
     rating_rejected: dict[str, int] = field(default_factory=dict)
     charged: dict[str, int] = field(default_factory=dict)  # currency -> nanos
     error: str = ""
@@ -75,12 +79,12 @@ class FileSummary:
         placed = self.parsed_lines + sum(self.skipped.values()) + sum(self.rejected.values())
         return (
             self.lines + self.carried_in == placed + self.unpaired
-            and self.parsed == self.rated + sum(self.rating_rejected.values())
+            and self.parsed == self.rated + self.sent + sum(self.rating_rejected.values())
         )
 
     def add(self, other: FileSummary) -> None:
         """Fold ``other`` into this total."""
-        for name in ("lines", "carried_in", "parsed", "parsed_lines", "unpaired", "rated"):
+        for name in ("lines", "carried_in", "parsed", "parsed_lines", "unpaired", "rated", "sent"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.skipped, other.skipped), (self.rejected, other.rejected),
                              (self.rating_rejected, other.rating_rejected),
@@ -102,6 +106,7 @@ class FileSummary:
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "unpaired": self.unpaired,
             "rated": self.rated,
+            "sent": self.sent,
             "rating_rejected": sum(self.rating_rejected.values()),
             "rating_rejected_by_reason": dict(sorted(self.rating_rejected.items())),
             "charged": {cur: format_amount(n) for cur, n in sorted(self.charged.items())},
@@ -168,12 +173,14 @@ class Ingestor:
     one atomic write: a file is charged completely or not at all.
     """
 
-    rater: Rater
+    rater: Rater | None  # None with ``send``
     mediation: Mediation
-    writer: RatedWriter
+    writer: RatedWriter | None  # None with ``send``
     sink: RejectSink
     state: StatefulRating | None = None
     counters: PeriodCounters = field(default_factory=PeriodCounters)
+    # ``--broker``: records go to topic ``cdrs`` (rated by the workers) instead
+    send: Callable[[list[Record]], int] | None = None
 
     def ingest(self, path: Path, extra: dict[bytes, bytes] | None = None) -> FileSummary:
         summary = FileSummary(file=str(path))
@@ -207,6 +214,12 @@ class Ingestor:
         keep = [i for i, r in enumerate(records) if r.account and r.cdr_id]
         kept = set(keep)
         bad = [_unusable(r, f"{name}#{i}") for i, r in enumerate(records) if i not in kept]
+        if self.send is not None:
+            summary.sent = self.send([records[i] for i in keep]) if keep else 0
+            summary.rating_rejected = _count(self._write_rejects(bad))
+            return
+        assert self.rater is not None
+        assert self.writer is not None
         currency = self.rater.tariff.currency
         if keep:
             try:

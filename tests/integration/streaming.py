@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
-from balances.model import Measure
+from balances.model import Account, Balance, Measure
 from balances.units import UnitCatalog, load_units
 from engine.broker import EmbeddedBroker, free_port
 from engine.kafka_transport import FETCH_WAIT_MS
@@ -49,7 +49,11 @@ class Stream:
         return w
 
     def provision(self, scenario: Scenario) -> None:
-        accounts, balances = scenario_accounts(scenario)
+        self.provision_accounts(*scenario_accounts(scenario))
+
+    def provision_accounts(
+        self, accounts: Sequence[Account], balances: Sequence[Sequence[Balance]]
+    ) -> None:
         asyncio.run(kafka.provision(self.broker.bootstrap, accounts, balances, PARTITIONS))
 
     def produce(self, records: Sequence[Record], **shape: Any) -> None:
