@@ -50,8 +50,11 @@ from tariffs.rating import PeriodCounters, Rater
 MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
 ACCOUNT_COMMAND_FAILED = "ACCOUNT_COMMAND_FAILED"
 DUPLICATE = "DUPLICATE"
+PERIOD_PREFIX = b"per/"  # volume-tier usage per (account, category, month): kept with the state
 KEPT_RAW_BYTES = 1 << 16  # of a message too large: its head, for people; it stays in its topic
 _RECORD = msgspec.msgpack.Encoder()
+_COUNTER = msgspec.msgpack.Decoder(tuple[str, str, int, int])
+_COUNTER_ENC = msgspec.msgpack.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class Partition:
         self._known: set[str] = set()
         for key, raw in ledger.store.scan(b"in/"):
             self.offsets[key[3:].decode()] = int(raw)
+        self.counters.load([_COUNTER.decode(raw) for _, raw in ledger.store.scan(PERIOD_PREFIX)])
 
     # -- a batch -------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> Outcome:
@@ -131,8 +135,13 @@ class Partition:
         return out
 
     def stage(self) -> WriteBatch:
-        """The batch's writes (state and input positions) for changelog and store."""
+        """The batch's writes (state, tier counters, input positions) for changelog and store."""
         extra = {b"in/" + topic.encode(): b"%d" % n for topic, n in self.offsets.items()}
+        for entry in self.counters.drain():
+            account, category, period, _ = entry
+            extra[PERIOD_PREFIX + f"{account}\x1f{category}\x1f{period}".encode()] = (
+                _COUNTER_ENC.encode(entry)
+            )
         return self.ledger.stage(extra)
 
     def commit(self, batch: WriteBatch) -> None:

@@ -8,6 +8,7 @@ only on demand, for output and tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,6 +134,8 @@ class PeriodCounters:
     def __init__(self) -> None:
         self._keys = KeyTable()
         self._used = np.zeros(1024, dtype=np.int64)
+        self._names: list[tuple[str, str, int]] = []  # each item's key, in item order
+        self._touched: list[I64] = []  # items changed since the last drain
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -143,11 +146,49 @@ class PeriodCounters:
         rows = np.flatnonzero(tiered)
         if len(rows) == 0:
             return out
+        before = len(self._keys)
         items = self._keys.lookup(columns.account, columns.category, period, rows=rows, insert=True)
         if len(self._keys) > len(self._used):
             self._used = np.concatenate([self._used, np.zeros(len(self._keys), np.int64)])
+        if len(self._keys) > before:  # new keys, numbered in the order of their first row
+            new, first = np.unique(items[rows], return_index=True)
+            at = rows[first[new >= before]]
+            self._names += zip(columns.account.values_at(at), columns.category.values_at(at),
+                               period[at].tolist(), strict=True)  # fmt: skip
+        self._touched.append(items[rows])
         kernels.period_prior(rows, items, columns.usage, self._used, out)
         return out
+
+    def drain(self) -> list[tuple[str, str, int, int]]:
+        """``(account, category, period, usage)`` of every counter changed since the last drain.
+
+        A caller that persists state stores these with it and :meth:`load` s them
+        back, so tiers keep counting across restarts and partition moves.
+        """
+        if not self._touched:
+            return []
+        items = np.unique(np.concatenate(self._touched)).tolist()
+        self._touched = []
+        used = self._used
+        return [(*self._names[i], int(used[i])) for i in items]
+
+    def load(self, entries: Sequence[tuple[str, str, int, int]]) -> None:
+        """Set counters (as :meth:`drain` gave them); loaded ones are not drained again."""
+        if not entries:
+            return
+        accounts = StrColumn.from_strings([e[0] for e in entries])
+        categories = StrColumn.from_strings([e[1] for e in entries])
+        periods = np.array([e[2] for e in entries], dtype=np.int64)
+        before = len(self._keys)
+        items = self._keys.lookup(accounts, categories, periods, insert=True)
+        if len(self._keys) > len(self._used):
+            self._used = np.concatenate([self._used, np.zeros(len(self._keys), np.int64)])
+        fresh = {int(i) for i in items if i >= before}
+        for i, entry in sorted(zip(items.tolist(), entries, strict=True)):
+            if i in fresh:
+                self._names.append(entry[:3])
+                fresh.discard(i)
+        self._used[items] = np.array([e[3] for e in entries], dtype=np.int64)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from engine.partition import (
     Partition,
 )
 from engine.partitioning import partitions_of
-from engine.records import Record, SmsRecord, VoiceRecord
+from engine.records import DataRecord, Record, SmsRecord, VoiceRecord
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR
 from engine.topics import ACCOUNTS, CDRS
 from engine.wire import columns_to_columnar, encode_record, encode_records, records_to_columns
@@ -380,3 +380,41 @@ def test_a_malformed_account_command_is_a_reject(value: bytes, reason: str) -> N
     assert (out.accounts.created, out.accounts.topups, out.rated) == (0, 0, 1)
     assert amounts(part) == {**before, "credit": before["credit"] - SMS_PRICE}
     assert part.offsets == {ACCOUNTS: 6, CDRS: 9}
+
+
+# -- volume tiers across a restart -------------------------------------------------------
+
+
+def test_volume_tier_counters_survive_a_reopen(tmp_path: Path) -> None:
+    """The month's data usage is state: a reopened partition prices the next tier alike."""
+    plan = (Path(tariffs.__file__).parent / "samples" / "mobile.toml").read_text()
+    lowered = tmp_path / "tiers.toml"  # data tiers from 5 MB and 50 MB instead of 1 and 10 GB
+    lowered.write_text(plan.replace('from = "1GB"', 'from = "5MB"')
+                       .replace('from = "10GB"', 'from = "50MB"'))  # fmt: skip
+    rater = Rater(load_tariff(lowered))
+
+    def session(cdr_id: str) -> DataRecord:
+        return DataRecord(cdr_id=cdr_id, tenant=TENANT, account=A, category="data",
+                          start=NOON, usage=4_000_000)  # fmt: skip
+
+    def costs(out: Outcome) -> list[int]:
+        lines = b"".join(out.rated_lines).splitlines()
+        return [msgspec.json.decode(line)["cost_nanos"] for line in lines]
+
+    def opened(store: Store) -> Partition:
+        ledger = Ledger(store, UNITS)
+        if not ledger.state.accounts:
+            ledger.create_accounts([BOOK[i] for i in MINE], [OPENING[i] for i in MINE])
+        return Partition(P, PARTITIONS, ledger, rater)
+
+    straight = opened(MemoryStore())
+    first = costs(straight.process([records(0, [session("d1")])]))
+    second = costs(straight.process([records(1, [session("d2")])]))
+    assert second != first  # the second 4 MB crosses into the 5 MB tier
+
+    store = MemoryStore()
+    part = opened(store)
+    assert costs(part.process([records(0, [session("d1")])])) == first
+    part.commit(part.stage())
+    reopened = opened(store)  # a restart, or the partition on another worker
+    assert costs(reopened.process([records(1, [session("d2")])])) == second

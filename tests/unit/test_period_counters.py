@@ -64,3 +64,25 @@ def test_prior_counts_earlier_records_of_the_same_account_category_and_month() -
         13,
         17,
     ]
+
+
+def test_drained_counters_loaded_elsewhere_continue_alike() -> None:
+    """What a worker stores after each batch rebuilds the same counters on another one."""
+    ones = np.ones(5, dtype=np.bool_)
+    first = batch(["a", "a", "b", "a", "a"], ["data", "data", "data", "sms", "data"],
+                  [5, 7, 11, 13, 17])  # fmt: skip
+    period = np.array([1, 1, 1, 1, 2], dtype=np.int64)
+    here = PeriodCounters()
+    here.prior(first, period, ones)
+    drained = here.drain()
+    assert sorted(drained) == [("a", "data", 1, 12), ("a", "data", 2, 17), ("a", "sms", 1, 13),
+                               ("b", "data", 1, 11)]  # fmt: skip
+    assert here.drain() == []  # nothing changed since
+    second = batch(["b", "a", "c"], ["data", "data", "data"], [1, 2, 3])
+    there = PeriodCounters()
+    there.load(drained)
+    assert there.drain() == []  # loaded counters are not changes
+    later = np.array([1, 2, 1], dtype=np.int64)
+    assert there.prior(second, later, np.ones(3, dtype=np.bool_)).tolist() == [11, 17, 0]
+    assert here.prior(second, later, np.ones(3, dtype=np.bool_)).tolist() == [11, 17, 0]
+    assert sorted(there.drain()) == sorted(here.drain())
