@@ -103,9 +103,9 @@ def _run(
     ids = [a.id for a in accounts]
     asyncio.run(kafka.provision(bootstrap, accounts, balances, PARTITIONS))
     _wait_accounts(worker, ids)
-    created = (worker.health() or {"counts": {}})["counts"].get("accounts_created", 0)
-    if created < len(ids):
-        say(f"   the broker holds {len(ids) - created:,} of these accounts already, and an "
+    created, existing = _provisioned(worker, len(ids))
+    if existing:
+        say(f"   the broker holds {existing:,} of these accounts already, and an "
             "earlier run's output that would mix with this one's: delete the topics "
             f"{', '.join(all_topics(PARTITIONS))} or use an empty broker\n")  # fmt: skip
         return 1
@@ -168,6 +168,21 @@ def _wait_accounts(worker: WorkerProcess, ids: Sequence[str]) -> None:
             msg = f"accounts still missing after {ACCOUNTS_SECONDS:g} s; see {worker.log}"
             raise WorkerProcessError(msg)
         time.sleep(0.2)
+
+
+def _provisioned(worker: WorkerProcess, n: int) -> tuple[int, int]:
+    """(created, existing already) once the worker has counted all ``n`` commands.
+
+    The API sees an account as soon as its batch is applied; the counts follow
+    when the batch is durable, a moment later.
+    """
+    deadline = time.monotonic() + ACCOUNTS_SECONDS
+    while True:
+        counts = (worker.health() or {"counts": {}})["counts"]
+        created, existing = counts.get("accounts_created", 0), counts.get("accounts_existing", 0)
+        if created + existing >= n or time.monotonic() > deadline:
+            return created, existing
+        time.sleep(0.1)
 
 
 def _balances(worker: WorkerProcess, account: str) -> str:

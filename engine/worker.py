@@ -166,7 +166,8 @@ class Runtime:
         m.records_duplicate_total.inc(reasons.get("DUPLICATE", 0))
         self.counts.update(read=outcome.records, rated=outcome.rated,
                            forwarded=outcome.forwarded, replayed=outcome.replayed,
-                           accounts_created=outcome.accounts.created)  # fmt: skip
+                           accounts_created=outcome.accounts.created,
+                           accounts_existing=outcome.accounts.existing)  # fmt: skip
         self.counts.update({f"rejected:{k}": v for k, v in reasons.items()})
         if not reasons:
             return []
