@@ -190,7 +190,7 @@ class Api:
         if not account:
             raise ApiError(400, "INVALID_REQUEST", "no account in the path")
         number = partition_of(account.encode(), self.rt.config.partitions)
-        if number in self.rt.partitions or request.headers.get(FORWARDED):
+        if number in self.rt.assigned or request.headers.get(FORWARDED):
             return await self._local(number, local, write=write)
         try:
             url = self.rt.app.router.external_topic_key_store(self._topic, account.encode())
@@ -208,7 +208,14 @@ class Api:
         return self.rt.app.topic(CDRS, key_serializer="raw", value_serializer="raw")
 
     async def _local(self, number: int, local: Handler, *, write: bool) -> web.Response:
-        """Read: ``local``'s answer. Write: ``local`` builds a request, applied in a group."""
+        """Read: ``local``'s answer. Write: ``local`` builds a request, applied in a group.
+
+        Only for a partition assigned here: a request forwarded by a worker whose view
+        of the group is stale must not open (and write) another worker's partition.
+        """
+        if number not in self.rt.assigned:
+            msg = f"partition {number} is not assigned to this worker (rebalancing?): try again"
+            raise ApiError(503, "REBALANCING", msg)
         part = await self.rt.partitions.get(number)
         answer = await local(part)
         if write:

@@ -246,6 +246,11 @@ class WorkerApp(faust.App):
     def _new_transport(self) -> Any:
         return kafka_transport.Transport(self.conf.broker_consumer, self)
 
+    async def on_stop(self) -> None:
+        if self.api is not None:
+            await self.api.close()
+        await super().on_stop()
+
     def on_webserver_init(self, web: Any) -> None:
         if self.api is not None:
             self.api.add_routes(web.web_app.router)
