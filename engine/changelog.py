@@ -87,7 +87,8 @@ class Replay:
             change = _DEC.decode(raw)
         except msgspec.DecodeError as exc:
             msg = (
-                f"changelog message @{offset} cannot be read ({exc}); the topic holds foreign data"
+                f"changelog message @{offset} cannot be read ({exc}). Operator action: the"
+                " changelog topic holds foreign data; give the workers their own topic"
             )
             raise ChangelogError(msg) from exc
         if change.part == 0:

@@ -18,6 +18,7 @@ import msgspec
 
 from balances.ledger import open_ledger
 from engine import cli_accounts, cli_ingest, cli_sessions, cli_vouchers, cli_worker
+from engine.cli_common import tariff_args
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -26,23 +27,12 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
-def _tariff_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tariffs",
-        required=True,
-        type=Path,
-        help="native plan file (.toml) or CGRateS tariff-plan CSV folder",
-    )
-    parser.add_argument("--currency", help="currency of an imported CGRateS plan (default EUR)")
-    parser.add_argument("--timezone", help="time zone of an imported CGRateS plan (default UTC)")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratewire", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     cost = commands.add_parser("cost", help="price one usage query and explain it")
-    _tariff_args(cost)
+    tariff_args(cost)
     cost.add_argument("--tenant", help="default: the first tenant of the plan's profiles")
     cost.add_argument("--category", required=True, help="call, sms, data, video, …")
     cost.add_argument("--subject", required=True)
@@ -52,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("--json", action="store_true", help="print JSON")
 
     rate = commands.add_parser("rate", help="rate a file of usage records")
-    _tariff_args(rate)
+    tariff_args(rate)
     rate.add_argument("--in", dest="input", required=True, type=Path, help="records file")
     rate.add_argument("--out", required=True, type=Path, help="rated records (.jsonl)")
     rate.add_argument("--rejects", required=True, type=Path, help="rejected records (.jsonl)")

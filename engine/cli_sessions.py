@@ -19,6 +19,7 @@ from balances.debit import Debitor
 from balances.ledger import open_ledger
 from balances.reservations import Reservations
 from engine.cli_accounts import check_id
+from engine.cli_common import tariff_args
 from engine.cost import parse_start, parse_usage
 from tariffs.loader import load_tariff
 from tariffs.rating import Rater
@@ -56,9 +57,7 @@ def add_parsers(commands: Any) -> None:
     release = commands.add_parser("release", help="free a reservation")
     for p in (authorize, commit, release):
         p.add_argument("--state", required=True, type=Path, help="state folder (RocksDB)")
-        p.add_argument("--tariffs", required=True, type=Path, help="plan file or CGRateS folder")
-        p.add_argument("--currency", help="currency of an imported CGRateS plan")
-        p.add_argument("--timezone", help="time zone of an imported CGRateS plan")
+        tariff_args(p)
         p.add_argument("--units", type=Path, help="unit catalog (default: the sample units)")
         p.add_argument("--json", action="store_true")
     authorize.add_argument("--account", required=True)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engine.cli_common import tariff_args
 from engine.topics import DEFAULT_PARTITIONS
 
 TOKEN_ENV = "RATEWIRE_API_TOKEN"
@@ -29,9 +30,7 @@ def add_parser(commands: Any) -> None:
         default=os.environ.get("RATEWIRE_BROKER", "kafka://127.0.0.1:9092"),
         help="kafka://host:port (default: $RATEWIRE_BROKER or kafka://127.0.0.1:9092)",
     )
-    p.add_argument("--tariffs", required=True, type=Path, help="plan file or CGRateS folder")
-    p.add_argument("--currency", help="currency of an imported CGRateS plan")
-    p.add_argument("--timezone", help="time zone of an imported CGRateS plan")
+    tariff_args(p)
     p.add_argument("--units", type=Path, help="unit catalog (default: the sample units)")
     p.add_argument("--state", required=True, type=Path, help="folder for partition state (RocksDB)")
     p.add_argument(
