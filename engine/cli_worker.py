@@ -70,8 +70,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--session-timeout",
         type=float,
-        default=10.0,
-        help="seconds before a silent worker's partitions move to the others",
+        default=6.0,
+        help="seconds before a silent worker's partitions move to the others (a first group"
+        " join waits about half of it)",
     )
     p.add_argument("--log-level", default="info")  # fmt: skip
 

@@ -65,7 +65,7 @@ class WorkerConfig:
     remember: int = 2_000_000
     max_message_bytes: int = 4 << 20
     alert_rules: tuple[AlertRule, ...] = DEFAULT_RULES
-    session_timeout: float = 10.0  # seconds before a silent worker's partitions move
+    session_timeout: float = 6.0  # seconds before a silent worker's partitions move
 
     @property
     def bootstrap(self) -> str:
