@@ -98,7 +98,7 @@ def parse_master_csv_bytes(data: bytes, *, name: str, tenant: str, timezone: str
             parsed.skip(BLANK)
             continue
         try:
-            outcome = _line(raw, tenant=tenant, tz=tz, seen=seen)
+            outcome = line_outcome(raw, tenant=tenant, tz=tz, seen=seen)
         except LineError as error:
             parsed.rejects.append(line_reject(name, number, raw, error))
             continue
@@ -109,7 +109,9 @@ def parse_master_csv_bytes(data: bytes, *, name: str, tenant: str, timezone: str
     return parsed
 
 
-def _line(raw: bytes, *, tenant: str, tz: ZoneInfo, seen: dict[str, int]) -> VoiceRecord | str:
+def line_outcome(
+    raw: bytes, *, tenant: str, tz: ZoneInfo, seen: dict[str, int]
+) -> VoiceRecord | str:
     """One line: a record, or the rule that skips it."""
     f = dict(zip(COLUMNS, csv_fields(raw, len(COLUMNS)), strict=True))
     uniqueid = f["uniqueid"]
