@@ -60,6 +60,7 @@ class Partitions:
         self._open: dict[int, Partition] = {}
         self._shipped: dict[int, int] = {}  # partition -> ledger seq of its last checkpoint
         self._locks: dict[int, asyncio.Lock] = {}
+        self._opening: dict[int, asyncio.Lock] = {}
         self.restored: dict[int, Replay] = {}  # the last replay of each partition (for logs)
 
     def __contains__(self, number: int) -> bool:
@@ -76,6 +77,12 @@ class Partitions:
         found = self._open.get(number)
         if found is not None:
             return found
+        # the agent and an HTTP request may both open it: one opens, the other waits
+        async with self._opening.setdefault(number, asyncio.Lock()):
+            found = self._open.get(number)
+            return found if found is not None else await self._load(number)
+
+    async def _load(self, number: int) -> Partition:
         folder = self.config.state / f"partition-{number:04d}"
         # no fsync per write: the changelog, acknowledged by the broker first, is what
         # makes a batch durable; a store that lost its last writes replays them from there
