@@ -21,7 +21,8 @@ demo: $(STAMP)  ## A day of sample traffic: rated, debited, then streamed throug
 
 test: lint typecheck unit  ## Lint, type-check and run every test (benchmarks run once, unmeasured)
 
-unit: $(STAMP)  ## Run the test suite only
+unit: $(STAMP)  ## Run the test suite only (installs kamailio + sip-tester first when root)
+	bash .ci/install-sip-tools
 	$(BIN)/pytest -q
 
 lint: $(STAMP)  ## ruff check and format check

@@ -59,6 +59,11 @@ PORT_ATTEMPTS = 3  # spawns on fresh free ports before giving up (automatic port
 LOG_LINES = 20
 
 
+def bootstrap_of(url: str) -> str:
+    """``kafka://h1:9092;kafka://h2:9092`` → ``h1:9092,h2:9092`` (what Kafka clients take)."""
+    return ",".join(u.split("://", 1)[-1] for u in url.split(";"))
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port nothing listens on now (the kernel's pick; it may be taken again)."""
     with socket.socket() as sock:

@@ -115,9 +115,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _to_broker(args: argparse.Namespace, mediation: Mediation) -> dict[str, Any]:
     """Mediate here, rate in the workers: each file's records go to ``cdrs`` once parsed."""
+    from engine.broker import bootstrap_of
     from engine.produce import send_records
 
-    bootstrap = ",".join(u.split("://", 1)[-1] for u in args.broker.split(";"))
+    bootstrap = bootstrap_of(args.broker)
 
     def send(records: list[Record]) -> int:
         try:

@@ -25,13 +25,11 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine.broker import EmbeddedBroker, ensure_topics, free_port
-from engine.columns import StrColumn
+from engine.broker import EmbeddedBroker, bootstrap_of, ensure_topics, free_port
 from engine.exceptions import RatewireError
-from engine.partitioning import partitions_of
 from engine.records import Record
 from engine.topics import all_topics
-from engine.worker_process import WorkerProcess, WorkerProcessError
+from engine.worker_process import WorkerProcess, wait_accounts
 from loadtest import kafka
 from loadtest.accounts import scenario_accounts
 from loadtest.generator import Scenario
@@ -66,7 +64,7 @@ def stream_step(
             say(f"   embedded Tansu broker at {broker.bootstrap} (log: {broker.log_path})\n")
         else:
             say(f"   broker {url} (from ${BROKER_ENV})\n")
-        bootstrap = ",".join(u.split("://", 1)[-1] for u in url.split(";"))  # as the worker
+        bootstrap = bootstrap_of(url)
         ensure_topics(bootstrap, all_topics(PARTITIONS))
         worker = _start_worker(out, url, say)
         return _run(worker, bootstrap, scenario, records, watched, say)
@@ -102,8 +100,7 @@ def _run(
     accounts, balances = scenario_accounts(scenario)
     ids = [a.id for a in accounts]
     asyncio.run(kafka.provision(bootstrap, accounts, balances, PARTITIONS))
-    _wait_accounts(worker, ids)
-    created, existing = _provisioned(worker, len(ids))
+    created, existing = wait_accounts([worker], len(ids), ACCOUNTS_SECONDS)
     if existing:
         say(f"   the broker holds {existing:,} of these accounts already, and an "
             "earlier run's output that would mix with this one's: delete the topics "
@@ -152,37 +149,6 @@ def _render(got: kafka.Collected, sent: int, seconds: float) -> str:
     lines.append(f"speed                       {got.total / seconds:>10,.0f} records/s end to end "
                  f"({seconds:.1f} s from the first send to the last output read)")  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def _wait_accounts(worker: WorkerProcess, ids: Sequence[str]) -> None:
-    """Until the last account sent to each partition is there (a partition applies in order).
-
-    Asks the balance API rather than counting creations, so accounts that
-    existed already (a broker with an earlier run) end the wait as well.
-    """
-    where = partitions_of(StrColumn.from_strings(list(ids)), PARTITIONS).tolist()
-    last = {part: ids[i] for i, part in enumerate(where)}  # the highest index wins
-    deadline = time.monotonic() + ACCOUNTS_SECONDS
-    while not all(_balances(worker, a) for a in last.values()):
-        if time.monotonic() > deadline:
-            msg = f"accounts still missing after {ACCOUNTS_SECONDS:g} s; see {worker.log}"
-            raise WorkerProcessError(msg)
-        time.sleep(0.2)
-
-
-def _provisioned(worker: WorkerProcess, n: int) -> tuple[int, int]:
-    """(created, existing already) once the worker has counted all ``n`` commands.
-
-    The API sees an account as soon as its batch is applied; the counts follow
-    when the batch is durable, a moment later.
-    """
-    deadline = time.monotonic() + ACCOUNTS_SECONDS
-    while True:
-        counts = (worker.health() or {"counts": {}})["counts"]
-        created, existing = counts.get("accounts_created", 0), counts.get("accounts_existing", 0)
-        if created + existing >= n or time.monotonic() > deadline:
-            return created, existing
-        time.sleep(0.1)
 
 
 def _balances(worker: WorkerProcess, account: str) -> str:

@@ -61,7 +61,6 @@ class Partitions:
         self._shipped: dict[int, int] = {}  # partition -> ledger seq of its last checkpoint
         self._locks: dict[int, asyncio.Lock] = {}
         self._opening: dict[int, asyncio.Lock] = {}
-        self.restored: dict[int, Replay] = {}  # the last replay of each partition (for logs)
 
     def __contains__(self, number: int) -> bool:
         return number in self._open
@@ -99,7 +98,6 @@ class Partitions:
         if replay.applied or replay.skipped:
             log.info("partition %d: replayed %d changelog batches (%d stale skipped)",
                      number, replay.applied, replay.skipped)  # fmt: skip
-        self.restored[number] = replay
         self._open[number] = part
         self._shipped[number] = ledger.seq
         return part

@@ -37,6 +37,7 @@ from balances.units import UnitCatalog
 from engine import kafka_transport
 from engine.alerts import DEFAULT_RULES, Alert, Alerter, AlertRule
 from engine.api import Api
+from engine.broker import bootstrap_of
 from engine.metrics import WorkerMetrics
 from engine.partition import Message, Outcome, Partition
 from engine.partitions import Partitions, PartitionsConfig
@@ -69,7 +70,7 @@ class WorkerConfig:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
+        return bootstrap_of(self.broker)
 
 
 @dataclass

@@ -27,6 +27,29 @@ class WorkerProcessError(RatewireError):
     code = "WORKER_ERROR"
 
 
+def wait_accounts(
+    workers: list[WorkerProcess], n: int, timeout: float = READY_SECONDS
+) -> tuple[int, int]:
+    """Until the workers counted ``n`` provisioning commands; ``(created, existing)``.
+
+    Counts follow a batch once it is durable (the API sees accounts a moment
+    earlier). ``existing``: accounts a broker with an earlier run held already.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        created = existing = 0
+        for w in workers:
+            counts = (w.health() or {"counts": {}})["counts"]
+            created += counts.get("accounts_created", 0)
+            existing += counts.get("accounts_existing", 0)
+        if created + existing >= n:
+            return created, existing
+        if time.monotonic() > deadline:
+            msg = f"workers counted {created + existing} of {n} accounts in {timeout:g} s"
+            raise WorkerProcessError(msg)
+        time.sleep(0.1)
+
+
 class WorkerProcess:
     """``ratewire worker`` with ``args`` (besides --broker, --state, --web-port)."""
 

@@ -28,7 +28,7 @@ import uvloop
 
 from engine.broker import EmbeddedBroker, ensure_topics, free_port
 from engine.topics import all_topics
-from engine.worker_process import WorkerProcess
+from engine.worker_process import WorkerProcess, wait_accounts
 from loadtest import kafka
 from loadtest.accounts import account_id, scenario_accounts
 from loadtest.generator import Scenario
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 scenario = Scenario(records=0, accounts=args.accounts)
                 accounts, balances = scenario_accounts(scenario)
                 asyncio.run(kafka.provision(broker.bootstrap, accounts, balances, args.partitions))
-                _wait_accounts(worker, args.accounts)
+                wait_accounts([worker], args.accounts, timeout=300)
                 # the load process's own collector pauses would count as latency: off
                 gc.collect()
                 gc.freeze()
@@ -137,16 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     return 0
-
-
-def _wait_accounts(worker: WorkerProcess, n: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (worker.health() or {"counts": {}})["counts"].get("accounts_created", 0) >= n:
-            return
-        time.sleep(0.2)
-    msg = f"the worker did not create {n} accounts in {timeout} s"
-    raise SystemExit(msg)
 
 
 if __name__ == "__main__":

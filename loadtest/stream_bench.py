@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from engine.broker import EmbeddedBroker, ensure_topics, free_port
 from engine.kafka_transport import FETCH_WAIT_MS
 from engine.topics import RATED, REJECTED, all_topics
-from engine.worker_process import WorkerProcess
+from engine.worker_process import WorkerProcess, wait_accounts
 from loadtest import kafka
 from loadtest.accounts import scenario_accounts
 from loadtest.generator import Scenario, columns_to_records, generate_columns
@@ -110,7 +110,7 @@ async def run(
     records = columns_to_records(generate_columns(scenario))
     accounts, balances = scenario_accounts(scenario)
     await kafka.provision(bootstrap, accounts, balances, args.partitions)
-    _wait_accounts(workers, len(accounts))
+    wait_accounts(workers, len(accounts), timeout=300)
     members: list[np.ndarray[Any, Any]] = []
     messages = kafka.messages_of(records, args.partitions, shape=args.shape, size=args.size,
                                  fmt=args.format, members=members)  # fmt: skip
@@ -161,17 +161,6 @@ def _cpu(workers: list[WorkerProcess], broker: int) -> dict[str, float]:
     used["broker"] = of(broker)
     used["load"] = time.process_time()  # this process: the sender and the reader
     return used
-
-
-def _wait_accounts(workers: list[WorkerProcess], n: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum((w.health() or {"counts": {}})["counts"].get("accounts_created", 0)
-               for w in workers) >= n:  # fmt: skip
-            return
-        time.sleep(0.1)
-    msg = f"workers did not create {n} accounts in {timeout} s"
-    raise SystemExit(msg)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from engine.broker import EmbeddedBroker, ensure_topics
 from engine.cli import EXIT_OK, main
 from engine.rejects import read_rejects
 from engine.topics import all_topics
+from engine.worker_process import wait_accounts
 from tests.integration.streaming import PARTITIONS, Stream, amounts
-from tests.integration.test_worker import wait_accounts
 from tests.unit.test_ingest import ASTERISK, TENANT
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,6 @@ same records with the slow reference implementations.
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from engine.broker import EmbeddedBroker, ensure_topics
 from engine.partitioning import partition_of
 from engine.topics import ALERTS, all_topics
 from engine.wire import encode_record, encode_records
-from engine.worker_process import WorkerProcess
+from engine.worker_process import WorkerProcess, wait_accounts
 from loadtest.accounts import account_id, scenario_accounts
 from loadtest.generator import Scenario
 from loadtest.kafka import messages_of
@@ -62,19 +61,6 @@ def expect(scenario: Scenario, records: list) -> Expected:  # type: ignore[type-
 
 def ids(scenario: Scenario) -> list[str]:
     return [account_id(i) for i in range(scenario.accounts)]
-
-
-def wait_accounts(workers: list[WorkerProcess], n: int, timeout: float = 60) -> None:
-    """Until the workers together created ``n`` accounts from topic ``accounts``."""
-    deadline = time.monotonic() + timeout
-    created = 0
-    while time.monotonic() < deadline:
-        created = sum((w.health() or {"counts": {}})["counts"].get("accounts_created", 0)
-                      for w in workers)  # fmt: skip
-        if created >= n:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{created} of {n} accounts created")
 
 
 def started(stream: Stream, scenario: Scenario, *names: str) -> list[WorkerProcess]:
