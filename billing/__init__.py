@@ -1,1 +1,1 @@
-"""Billing: cycles, invoices, payments and dunning (see issue 7)."""
+"""Billing: catalog, subscriptions, cycles, invoices (see billing/README.md)."""
