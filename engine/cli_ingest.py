@@ -33,6 +33,7 @@ from balances.ledger import open_ledger
 from engine.exceptions import UsageInputError
 from engine.ingest import (
     FORMATS,
+    MAX_FILE_BYTES,
     FileSummary,
     Ingestor,
     Mediation,
@@ -71,7 +72,25 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--once", action="store_true", help="with --watch: one pass, then exit")
     parser.add_argument("--summary", type=Path, help="spool folder: daily summary from its ledger")
     parser.add_argument("--day", help="with --summary: only this UTC day (YYYY-MM-DD)")
+    parser.add_argument("--max-file-size", type=_size, default=MAX_FILE_BYTES,
+                        help="refuse larger files (512M, 2G; 0: no limit; default 1G)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _size(text: str) -> int:
+    """``512M``, ``2G``, ``1048576``: a size in bytes (argparse type)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, scale = (
+        (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+    )
+    try:
+        value = int(float(number) * scale)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"--max-file-size: {text!r} is not a size such as 512M, 2G or 0"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         msg = "give CDR files, --watch DIR or --summary DIR"
         raise UsageInputError(msg)
     zone(args.timezone)  # a bad zone is the command's error, not every file's
-    mediation = Mediation(args.format, args.tenant, args.timezone)
+    mediation = Mediation(args.format, args.tenant, args.timezone, max_bytes=args.max_file_size)
     if args.broker:
         return _to_broker(args, mediation)
     with ExitStack() as stack:

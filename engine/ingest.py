@@ -50,6 +50,10 @@ from tariffs.rating import PeriodCounters, Rater
 FORMATS: Final = ("asterisk", "freeswitch-json", "freeswitch-csv", "kamailio-acc",
                   "kamailio-dialog")  # fmt: skip
 FILE_ERROR: Final = "FILE_ERROR"
+FILE_TOO_LARGE: Final = "FILE_TOO_LARGE"
+# A file is parsed whole in memory (columns take ~4x its size): above this it is
+# refused with a clear error, the other files go on. ``--max-file-size`` changes it.
+MAX_FILE_BYTES: Final = 1 << 30
 LEDGER_NAME: Final = ".ratewire-ledger.jsonl"
 STATE_KEY: Final = b"ingest/sha256/"  # + hex digest: the file's entry, written with its debits
 _INCOMPLETE_SUFFIXES: Final = (".tmp", ".part")
@@ -140,14 +144,18 @@ class Mediation:
     tenant: str
     timezone: str = "UTC"
     carry: list[kamailio.AccEvent] = field(default_factory=list)
+    max_bytes: int = MAX_FILE_BYTES  # 0: no limit
 
     def parse(self, path: Path, *, columnar: bool = False) -> _Mediated:
         """Parse ``path``; :class:`UsageInputError` when it cannot be read at all.
 
         With ``columnar``, a format with a compiled parser (``asterisk``) gives
-        its records as columns only (``records`` stays empty).
+        its records as columns only (``records`` stays empty). A file over
+        ``max_bytes`` is refused before a byte of it is read
+        (:class:`FileTooLargeError`).
         """
         try:
+            self._check_size(path)
             if columnar and self.fmt == "asterisk":
                 fast = asterisk_fast.parse_master_csv_columns(
                     path, tenant=self.tenant, timezone=self.timezone
@@ -159,6 +167,16 @@ class Mediation:
         except (OSError, UnicodeDecodeError) as exc:
             msg = f"ingest: cannot read {str(path)!r}: {exc}"
             raise UsageInputError(msg) from exc
+
+    def _check_size(self, path: Path) -> None:
+        size = path.stat().st_size
+        if self.max_bytes and size > self.max_bytes:
+            msg = (
+                f"ingest: {str(path)!r} is {_gib(size)}, over the {_gib(self.max_bytes)} "
+                "limit (--max-file-size); have the switch rotate its CDR files more often, "
+                "split this one at line ends (split -C), or raise the limit"
+            )
+            raise FileTooLargeError(msg)
 
     def _parse(self, path: Path) -> _Mediated:
         if self.fmt.startswith("kamailio"):
@@ -180,6 +198,16 @@ class Mediation:
         parsed: Parsed = parse(path, tenant=self.tenant, timezone=self.timezone)
         return _Mediated(records=parsed.records, skipped=parsed.skipped, rejects=parsed.rejects,
                          lines=parsed.total, parsed_lines=len(parsed.records))  # fmt: skip
+
+
+class FileTooLargeError(UsageInputError):
+    """A CDR file over the ingest size limit: refused whole, the other files go on."""
+
+    code = FILE_TOO_LARGE
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.2f} GiB"
 
 
 @dataclass
@@ -205,7 +233,13 @@ class Ingestor:
             mediated = self.mediation.parse(path, columnar=self.send is None)
         except UsageInputError as exc:
             summary.status, summary.error, summary.lines = "failed", str(exc), 1
-            reason = DECODE_ERROR if isinstance(exc.__cause__, UnicodeDecodeError) else FILE_ERROR
+            reason = (
+                FILE_TOO_LARGE
+                if isinstance(exc, FileTooLargeError)
+                else DECODE_ERROR
+                if isinstance(exc.__cause__, UnicodeDecodeError)
+                else FILE_ERROR
+            )
             reject = Reject(source=f"{path}:0", reason=reason, message=str(exc), raw=b"")
             summary.rejected = _count(self._write_rejects([reject]))
             return summary

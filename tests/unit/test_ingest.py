@@ -205,6 +205,45 @@ def test_bad_files_never_stop_the_others(
     assert answer["balanced"] is True
 
 
+def test_a_2_gb_file_is_refused_and_the_others_go_on(
+    spool: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(spool / "1.csv", ASTERISK)
+    huge = spool / "2.csv"
+    with huge.open("wb") as file:
+        file.truncate(2 << 30)  # sparse: 2 GiB on paper, no disk used
+    write(spool / "3.csv", ASTERISK.replace('"u', '"v'))
+    answer = watch(capsys, spool)
+    assert [(Path(f["file"]).name, f["status"], f["rated"]) for f in answer["files"]] == [
+        ("1.csv", "done", 2), ("2.csv", "failed", 0), ("3.csv", "done", 2),
+    ]  # fmt: skip
+    failed = answer["files"][1]
+    assert failed["rejected_by_reason"] == {"FILE_TOO_LARGE": 1}
+    assert "is 2.00 GiB, over the 1.00 GiB limit (--max-file-size)" in failed["error"]
+    assert [p.name for p in (spool / "failed").iterdir()] == ["2.csv"]
+    assert answer["total"]["charged"] == {"EUR": "0.87"}
+    rejects = read_rejects(spool.parent / "rejects.jsonl")
+    (reject,) = [r for r in rejects if r.source.endswith(":0")]
+    assert reject.source == f"{spool / '2.csv'}:0"
+    assert reject.reason == "FILE_TOO_LARGE"
+
+
+def test_max_file_size_is_configurable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    master = write(tmp_path / "Master.csv", ASTERISK)
+    code, answer = cli(capsys, "ingest", "--format", "asterisk", str(master), "--tenant", TENANT,
+                       "--timezone", "Europe/Berlin", "--tariffs", PLAN, "--max-file-size", "100",
+                       "--out", str(tmp_path / "o"), "--rejects", str(tmp_path / "r"))  # fmt: skip
+    assert code == EXIT_OK
+    assert answer["files"][0]["status"] == "failed"
+    assert answer["files"][0]["rejected_by_reason"] == {"FILE_TOO_LARGE": 1}
+    with pytest.raises(SystemExit) as exited:  # argparse: usage line, exit 2
+        main(["ingest", "--format", "asterisk", str(master), "--tenant", TENANT,
+              "--tariffs", PLAN, "--max-file-size", "lots", "--out", str(tmp_path / "o"),
+              "--rejects", str(tmp_path / "r")])  # fmt: skip
+    assert exited.value.code == EXIT_BAD_INPUT
+    assert "--max-file-size: 'lots' is not a size" in capsys.readouterr().err
+
+
 def test_bad_timezone_is_the_commands_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
