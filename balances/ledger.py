@@ -37,7 +37,7 @@ from balances import kernels as bk
 from balances.debit import Debitor, DebitResult, Journal
 from balances.exceptions import BalanceError, OperationConflictError, StoreError
 from balances.model import MAIN, Account, Balance, Mode
-from balances.state import BalanceState
+from balances.state import MODE_CODES, BalanceState
 from balances.store import RocksStore, Store, WriteBatch
 from balances.units import UnitCatalog, load_units
 from engine.columns import I64, Columns, StrColumn
@@ -53,7 +53,7 @@ REASONS = {
     bk.LOYALTY_EARNED: "loyalty_earned",
 }
 OPERATION_REASONS = ("opening", "topup", "adjustment", "transfer", "expiry", "voucher",
-                     "loyalty_redeemed", "referral", "reservation")  # fmt: skip
+                     "loyalty_redeemed", "referral", "reservation", "renewal")  # fmt: skip
 for _code, _name in enumerate(OPERATION_REASONS, start=16):
     REASONS[_code] = _name
 REASON_CODES = {name: code for code, name in REASONS.items()}
@@ -409,6 +409,31 @@ class Ledger:
         key: list[str | int] = [account_id, balance_id, delta]
         apply = lambda: [self.change(row, delta, "adjustment", op_id)]  # noqa: E731
         return self._once(op_id, "adjustment", key, apply)[0]
+
+    def renew(self, account_id: str, amount: int, *, op_id: str) -> JournalEntry | None:
+        """Debit a recurring fee of ``amount`` (> 0) from the main balance, once per ``op_id``.
+
+        Refused (``None``, nothing changes, nothing remembered: a later try after
+        a top-up may pass) when the main balance less what is reserved on it,
+        plus the credit limit of a postpaid or hybrid account, cannot cover it.
+        """
+        if amount <= 0:
+            msg = f"renewal amount {amount} must be positive"
+            raise BalanceError(msg)
+        key: list[str | int] = [account_id, MAIN, -amount]
+        done = self.replayed(op_id, "renewal", key)
+        if done is not None:
+            return done[0]
+        account = self.state.row_of(account_id)
+        row = self.state.balance_row(account, MAIN)
+        arrays, acc = self.state.bal.arrays, self.state.acc.arrays
+        prepaid = int(acc["mode"][account]) == MODE_CODES[Mode.PREPAID]
+        limit = 0 if prepaid else int(acc["limit"][account])
+        if int(arrays["amount"][row]) - int(arrays["reserved"][row]) + limit < amount:
+            return None
+        entries = [self.change(row, -amount, "renewal", op_id)]
+        self.remember_op(op_id, "renewal", key, entries)
+        return entries[0]
 
     def transfer(
         self,

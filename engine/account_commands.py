@@ -1,9 +1,15 @@
-"""Provisioning on topic ``accounts``: create accounts and top them up, keyed by account.
+"""Commands on topic ``accounts``, keyed by account: create, top up, renew, grant.
 
 Commands land in the same partition as the account's usage, so the worker
 that owns the account applies them to the same ledger, in offset order.
-Both are safe to send again: an account that exists already is left as it
-is (counted), a top-up with an ``op_id`` seen before changes nothing.
+All are safe to send again: an account that exists already is left as it
+is (counted), a top-up or renewal with an ``op_id`` seen before changes
+nothing, a granted balance that exists already is not granted again.
+
+Billing sends :class:`Renew` (a prepaid recurring fee, debited from the main
+balance only if it can cover it) and :class:`Grant` (a cycle's included
+allowance as a balance). Each renewal answers with a :class:`RenewalOutcome`
+on topic ``billing-events``, so billing learns whether it was paid or refused.
 
 A provisioning client groups accounts by partition (see
 :func:`engine.partitioning.partitions_of`) and sends one
@@ -14,16 +20,17 @@ few hundred messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
 
 from balances.exceptions import BalanceError
 from balances.ledger import Ledger
-from balances.model import Account, Balance
+from balances.model import MAIN, Account, Balance
 from engine.columns import StrColumn
 from engine.partitioning import partitions_of
+from tariffs.money import format_amount
 
 
 class NewAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -44,7 +51,35 @@ class TopUp(msgspec.Struct, tag="topup", frozen=True, forbid_unknown_fields=True
     op_id: str  # makes a resend safe
 
 
-Command = CreateAccounts | TopUp
+class Renew(msgspec.Struct, tag="renew", frozen=True, forbid_unknown_fields=True, kw_only=True):
+    account: str
+    amount: int  # nanos of the account's currency
+    op_id: str  # e.g. renew:<account>:<subscription>:<fee>:<cycle>
+    subscription: str = ""
+    day: str = ""  # first day of the renewed period (ISO, account-local)
+
+
+class Grant(msgspec.Struct, tag="grant", frozen=True, forbid_unknown_fields=True, kw_only=True):
+    account: str
+    balance: Balance
+    op_id: str
+
+
+class RenewalOutcome(
+    msgspec.Struct, tag="renewal", frozen=True, forbid_unknown_fields=True, kw_only=True
+):
+    """What a :class:`Renew` did: paid (``ok``) or refused with the balance it found."""
+
+    op_id: str
+    account: str
+    subscription: str
+    day: str
+    amount: int
+    ok: bool
+    reason: str = ""
+
+
+Command = CreateAccounts | TopUp | Renew | Grant
 _DEC = msgspec.json.Decoder(Command)
 _ENC = msgspec.json.Encoder()
 CHUNK = 5_000  # accounts per message
@@ -55,6 +90,10 @@ class Applied:
     created: int = 0
     existing: int = 0
     topups: int = 0
+    renewed: int = 0
+    refused: int = 0
+    granted: int = 0
+    outcomes: list[RenewalOutcome] = field(default_factory=list)  # for topic billing-events
 
 
 def decode_command(raw: bytes) -> Command:
@@ -69,6 +108,15 @@ def apply_command(ledger: Ledger, command: Command, applied: Applied) -> None:
         ledger.topup(command.account, command.balance, command.amount, op_id=command.op_id)
         applied.topups += 1
         return
+    if isinstance(command, Renew):
+        _renew(ledger, command, applied)
+        return
+    if isinstance(command, Grant):
+        held = {b.id for b in ledger.balances(command.account)}
+        if command.balance.id not in held:
+            ledger.add_balance(command.account, command.balance, op_id=command.op_id)
+            applied.granted += 1
+        return
     ids = StrColumn.from_strings([n.account.id for n in command.accounts])
     new = np.flatnonzero(ledger.state.account_rows(ids) < 0).tolist()
     if len(set(ids.values_at(np.array(new, dtype=np.int64)))) != len(new):
@@ -79,6 +127,36 @@ def apply_command(ledger: Ledger, command: Command, applied: Applied) -> None:
         ledger.create_accounts([n.account for n in fresh], [n.balances for n in fresh])
     applied.created += len(fresh)
     applied.existing += len(command.accounts) - len(fresh)
+
+
+def _renew(ledger: Ledger, command: Renew, applied: Applied) -> None:
+    entry = ledger.renew(command.account, command.amount, op_id=command.op_id)
+    reason = ""
+    if entry is None:
+        main = next(b for b in ledger.balances(command.account) if b.id == MAIN)
+        reason = (
+            f"renewal refused: main balance {format_amount(main.amount - main.reserved)} "
+            f"cannot cover the fee {format_amount(command.amount)}"
+        )
+        applied.refused += 1
+    else:
+        applied.renewed += 1
+    applied.outcomes.append(
+        RenewalOutcome(op_id=command.op_id, account=command.account,
+                       subscription=command.subscription, day=command.day,
+                       amount=command.amount, ok=entry is not None, reason=reason)
+    )  # fmt: skip
+
+
+def outcome_message(outcome: RenewalOutcome) -> tuple[bytes, bytes]:
+    """``(key, value)`` of a renewal outcome on topic ``billing-events``."""
+    return outcome.account.encode(), _ENC.encode(outcome)
+
+
+def command_message(command: Renew | Grant | TopUp, partitions: int) -> tuple[int, bytes, bytes]:
+    """``(partition, key, value)`` of one command for one account."""
+    part = int(partitions_of(StrColumn.from_strings([command.account]), partitions)[0])
+    return part, command.account.encode(), _ENC.encode(command)
 
 
 def create_messages(
@@ -95,9 +173,3 @@ def create_messages(
             key = chunk[0].account.id.encode()
             messages.append((p, key, _ENC.encode(CreateAccounts(chunk))))
     return messages
-
-
-def topup_message(top_up: TopUp, partitions: int) -> tuple[int, bytes, bytes]:
-    """``(partition, key, value)`` of a top-up command."""
-    part = int(partitions_of(StrColumn.from_strings([top_up.account]), partitions)[0])
-    return part, top_up.account.encode(), _ENC.encode(top_up)

@@ -16,6 +16,7 @@ REJECTED: Final = "cdrs-rejected"
 ALERTS: Final = "alerts"
 ACCOUNTS: Final = "accounts"
 CHANGELOG: Final = "ratewire-state-changelog"
+BILLING_EVENTS: Final = "billing-events"  # profiles, subscriptions, charges, renewal outcomes
 
 DEFAULT_PARTITIONS: Final = 4
 
@@ -26,5 +27,5 @@ def all_topics(partitions: int) -> dict[str, int]:
     Alerts are few and read in order by people and pagers, so they keep one
     partition (one total order) whatever the others get.
     """
-    keyed = (CDRS, RATED, REJECTED, ACCOUNTS, CHANGELOG)
+    keyed = (CDRS, RATED, REJECTED, ACCOUNTS, CHANGELOG, BILLING_EVENTS)
     return {**dict.fromkeys(keyed, partitions), ALERTS: 1}

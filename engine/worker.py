@@ -35,6 +35,7 @@ from faust.sensors import Monitor
 
 from balances.units import UnitCatalog
 from engine import kafka_transport
+from engine.account_commands import outcome_message
 from engine.alerts import DEFAULT_RULES, Alert, Alerter, AlertRule
 from engine.api import Api
 from engine.broker import bootstrap_of
@@ -42,7 +43,7 @@ from engine.metrics import WorkerMetrics
 from engine.partition import Message, Outcome, Partition
 from engine.partitions import Partitions, PartitionsConfig
 from engine.rejects import Reject
-from engine.topics import ACCOUNTS, ALERTS, CDRS, RATED, REJECTED
+from engine.topics import ACCOUNTS, ALERTS, BILLING_EVENTS, CDRS, RATED, REJECTED
 from tariffs.rating import Rater
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,10 @@ class Runtime:
             for r in outcome.rejects
         ]
         pending += [await self.send(CDRS, p, key, value) for p, key, value in outcome.forwards]
+        pending += [
+            await self.send(BILLING_EVENTS, number, *outcome_message(o))
+            for o in outcome.accounts.outcomes
+        ]
         await asyncio.gather(*pending)
 
     def _count(self, outcome: Outcome) -> list[Alert]:
@@ -168,7 +173,10 @@ class Runtime:
         self.counts.update(read=outcome.records, rated=outcome.rated,
                            forwarded=outcome.forwarded, replayed=outcome.replayed,
                            accounts_created=outcome.accounts.created,
-                           accounts_existing=outcome.accounts.existing)  # fmt: skip
+                           accounts_existing=outcome.accounts.existing,
+                           renewals=outcome.accounts.renewed,
+                           renewals_refused=outcome.accounts.refused,
+                           allowances_granted=outcome.accounts.granted)  # fmt: skip
         self.counts.update({f"rejected:{k}": v for k, v in reasons.items()})
         if not reasons:
             return []

@@ -140,3 +140,27 @@ def test_unsaved_work_is_lost_whole_on_restart(tmp_path: Path) -> None:
     assert amounts(again, "alice")["main"] == 0
     assert [e.reason for e in again.journal("alice")] == ["opening", "opening"]
     again.store.close()
+
+
+def test_renewal_debits_main_once_or_is_refused(store: Store, tmp_path: Path) -> None:
+    ledger = Ledger(store, load_units())
+    alice(ledger)  # prepaid, main 0
+    ledger.create_account(Account(id="bob", tenant="t", currency="EUR", created=T0,
+                                  mode=Mode.POSTPAID, credit_limit=20 * EUR))  # fmt: skip
+    assert ledger.renew("alice", 10 * EUR, op_id="r1") is None  # main 0: refused
+    assert amounts(ledger, "alice")["main"] == 0
+    ledger.topup("alice", "main", 12 * EUR, op_id="t1")
+    entry = ledger.renew("alice", 10 * EUR, op_id="r1")  # after a top-up the same op passes
+    assert entry is not None
+    assert (entry.delta, entry.after, entry.reason) == (-10 * EUR, 2 * EUR, "renewal")
+    assert ledger.renew("alice", 10 * EUR, op_id="r1") == entry  # applied once
+    assert ledger.renew("alice", 3 * EUR, op_id="r2") is None  # 2 EUR left: refused
+    assert ledger.renew("bob", 15 * EUR, op_id="r3") is not None  # postpaid: into the limit
+    assert ledger.renew("bob", 6 * EUR, op_id="r4") is None  # beyond the 20 EUR limit
+    with pytest.raises(OperationConflictError):
+        ledger.renew("alice", 9 * EUR, op_id="r1")
+    ledger = reopen(ledger, tmp_path)
+    assert amounts(ledger, "alice")["main"] == 2 * EUR
+    assert amounts(ledger, "bob")["main"] == -15 * EUR
+    assert ledger.renew("alice", 10 * EUR, op_id="r1") is not None  # still remembered
+    assert amounts(ledger, "alice")["main"] == 2 * EUR

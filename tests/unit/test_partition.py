@@ -17,7 +17,7 @@ from balances.ledger import Ledger
 from balances.model import MAIN, Account, Balance, Mode
 from balances.store import MemoryStore, Store
 from balances.units import load_units
-from engine.account_commands import TopUp, create_messages, topup_message
+from engine.account_commands import Grant, Renew, TopUp, command_message, create_messages
 from engine.columns import StrColumn
 from engine.partition import (
     ACCOUNT_COMMAND_FAILED,
@@ -129,7 +129,7 @@ def test_messages_below_the_input_position_are_skipped_across_a_reopen() -> None
 
 def test_each_topic_keeps_its_own_position() -> None:
     part = partition()
-    top_up = topup_message(TopUp(account=A, balance="credit", amount=EUR, op_id="t"), PARTITIONS)
+    top_up = command_message(TopUp(account=A, balance="credit", amount=EUR, op_id="t"), PARTITIONS)
     part.process([records(5, [sms("c5")]), Message(ACCOUNTS, 0, top_up[2])])
     assert part.offsets == {CDRS: 6, ACCOUNTS: 1}
     part.commit(part.stage())
@@ -346,7 +346,7 @@ def test_account_commands_create_once_and_top_up_once() -> None:
     again = part.process([Message(ACCOUNTS, 1, created[0])])
     assert (again.accounts.created, again.accounts.existing) == (0, len(MINE))
 
-    home_of, key, value = topup_message(TopUp(account=A, balance=MAIN, amount=3 * EUR,
+    home_of, key, value = command_message(TopUp(account=A, balance=MAIN, amount=3 * EUR,
                                               op_id="topup-1"), PARTITIONS)  # fmt: skip
     assert (home_of, key) == (P, A.encode())
     part.process([Message(ACCOUNTS, 2, value)])
@@ -418,3 +418,31 @@ def test_volume_tier_counters_survive_a_reopen(tmp_path: Path) -> None:
     part.commit(part.stage())
     reopened = opened(store)  # a restart, or the partition on another worker
     assert costs(reopened.process([records(1, [session("d2")])])) == second
+
+
+def test_renewals_answer_with_their_outcome_and_grants_apply_once() -> None:
+    part = partition()
+    prepaid = next(BOOK[i].id for i in MINE if BOOK[i].mode is Mode.PREPAID)
+
+    def command(offset: int, c: Renew | Grant | TopUp) -> Message:
+        return Message(ACCOUNTS, offset, command_message(c, PARTITIONS)[2])
+
+    renew = Renew(account=prepaid, amount=10 * EUR, op_id="renew:1", subscription="s1",
+                  day="2026-12-01")  # fmt: skip
+    minutes = Balance(id="s1:voice_seconds:2026-12", unit="voice_seconds", amount=30_000)
+    first = part.process([command(0, renew), command(1, Grant(account=prepaid, balance=minutes,
+                                                               op_id="grant:1"))])  # fmt: skip
+    assert (first.accounts.renewed, first.accounts.refused, first.accounts.granted) == (0, 1, 1)
+    (refused,) = first.accounts.outcomes
+    assert (refused.op_id, refused.ok, refused.subscription, refused.day) == (
+        "renew:1", False, "s1", "2026-12-01")  # fmt: skip
+    assert refused.reason == "renewal refused: main balance 0 cannot cover the fee 10"
+    top_up = TopUp(account=prepaid, balance=MAIN, amount=12 * EUR, op_id="t1")
+    grant = Grant(account=prepaid, balance=minutes, op_id="grant:1")
+    again = part.process([command(2, top_up), command(3, renew), command(4, renew),
+                          command(5, grant)])  # fmt: skip
+    assert (again.accounts.renewed, again.accounts.refused, again.accounts.granted) == (2, 0, 0)
+    assert [o.ok for o in again.accounts.outcomes] == [True, True]  # the resend answers too
+    held = {b.id: b.amount for b in part.ledger.balances(prepaid)}
+    assert held[MAIN] == 2 * EUR  # debited once
+    assert held["s1:voice_seconds:2026-12"] == 30_000
