@@ -97,6 +97,7 @@ class InvoiceLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     late_from: str = ""  # for late usage: the cycle it was rated for
     taxable: bool = True
     paid_from_balance: bool = False  # prepaid usage/renewals: shown, not due
+    fee: str = ""  # the catalog fee id of a recurring, proration or one-time line
 
 
 class BalanceConsumed(msgspec.Struct, frozen=True):
@@ -134,6 +135,7 @@ class Invoice(msgspec.Struct, kw_only=True, omit_defaults=True):
     number: str = ""  # gap-free per issuer, given at issue
     issued_day: str = ""
     due_day: str = ""
+    payment_terms_days: int = 14  # due_day = issued_day + this, set at issue
     lines: list[InvoiceLine] = msgspec.field(default_factory=list)
     subtotal: int = 0  # nanos, before tax
     tax: int = 0
@@ -142,6 +144,7 @@ class Invoice(msgspec.Struct, kw_only=True, omit_defaults=True):
     previous_balance: int = 0  # unpaid amount carried from earlier invoices
     payments: int = 0  # payments received since the previous invoice
     amount_due: int = 0  # previous_balance - payments + total - paid_from_balance
+    paid: int = 0  # nanos received against this invoice (recorded payments)
     balances_consumed: list[BalanceConsumed] = msgspec.field(default_factory=list)
     reseller: str = ""
     segment: str = ""
