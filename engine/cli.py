@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from balances.ledger import open_ledger
-from engine import cli_accounts, cli_ingest, cli_sessions, cli_vouchers, cli_worker
+from engine import cli_accounts, cli_billing, cli_ingest, cli_sessions, cli_vouchers, cli_worker
 from engine.cli_common import tariff_args
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_sessions.add_parsers(commands)
     cli_ingest.add_parser(commands)
     cli_worker.add_parser(commands)
+    cli_billing.add_parser(commands)
     return parser
 
 
@@ -142,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "release": _run_state_command,
         "ingest": cli_ingest.main,
         "worker": cli_worker.main,
+        "billing": cli_billing.main,
+        "invoices": cli_billing.main,
     }
     try:
         return runners[args.command](args)
