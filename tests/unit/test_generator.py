@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import fields
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.columns import KIND_DATA, KIND_EVENT, KIND_SMS, KIND_VOICE, Columns, StrColumn
-from engine.wire import records_to_columns
+from engine.wire import encode_jsonl, records_to_columns
 from loadtest.generator import (
     DAILY_CURVE,
     DESTINATIONS,
@@ -157,3 +158,20 @@ def test_the_sample_plan_rates_all_but_999(day: Columns) -> None:
     ok = rated.error == 0
     assert (rated.cost[ok] >= 0).all()
     assert int(rated.cost[ok].sum()) > 0
+
+
+def test_the_historical_records_are_kept() -> None:
+    """``Scenario(records=…, accounts=…)`` gives, byte for byte, the records the demo and
+    these tests were written against (before scenarios had layouts and faults)."""
+    columns = generate_columns(Scenario(records=2_000, accounts=100, seed=5))
+    lines = encode_jsonl(columns_to_records(columns)).splitlines()
+    assert lines[0] == (
+        b'{"type":"data","cdr_id":"5-000000000","tenant":"ratewire.demo","account":"acc0000001",'
+        b'"category":"data","start":"2026-11-02T00:01:58Z","usage":2157830}'
+    )
+    assert lines[-1] == (
+        b'{"type":"voice","cdr_id":"5-000001999","tenant":"ratewire.demo","account":"acc0000089",'
+        b'"category":"call","destination":"49159706294","start":"2026-11-02T23:59:43Z","usage":31}'
+    )
+    digest = hashlib.sha256(b"\n".join(lines) + b"\n").hexdigest()
+    assert digest == "bb18c7ec7e760d45757e375255668438705dd6677ff09de9b3e0753d1ea1dbf5"
