@@ -1,8 +1,8 @@
 """The ``ratewire`` command line: argument parsing and exit codes, nothing else.
 
-Exit codes: 0 success, 2 bad input (unusable arguments, tariff or input file;
-an unratable ``cost`` query). Errors are one clear line (or JSON with
-``--json``), never a traceback.
+Exit codes: 0 success, 1 a load test's check failed, 2 bad input (unusable
+arguments, tariff or input file; an unratable ``cost`` query). Errors are one
+clear line (or JSON with ``--json``), never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from typing import Any
 import msgspec
 
 from balances.ledger import open_ledger
-from engine import cli_accounts, cli_billing, cli_ingest, cli_sessions, cli_vouchers, cli_worker
+from engine import (
+    cli_accounts,
+    cli_billing,
+    cli_ingest,
+    cli_loadtest,
+    cli_sessions,
+    cli_vouchers,
+    cli_worker,
+)
 from engine.cli_common import tariff_args
 from engine.exceptions import RatewireError
 from tariffs.loader import load_tariff
@@ -58,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_ingest.add_parser(commands)
     cli_worker.add_parser(commands)
     cli_billing.add_parser(commands)
+    cli_loadtest.add_parser(commands)
     return parser
 
 
@@ -145,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": cli_worker.main,
         "billing": cli_billing.main,
         "invoices": cli_billing.main,
+        "loadtest": cli_loadtest.main,
     }
     try:
         return runners[args.command](args)
