@@ -153,10 +153,12 @@ def outcome_message(outcome: RenewalOutcome) -> tuple[bytes, bytes]:
     return outcome.account.encode(), _ENC.encode(outcome)
 
 
-def command_message(command: Renew | Grant | TopUp, partitions: int) -> tuple[int, bytes, bytes]:
+def command_message(command: Command, partitions: int) -> tuple[int, bytes, bytes]:
     """``(partition, key, value)`` of one command for one account."""
-    part = int(partitions_of(StrColumn.from_strings([command.account]), partitions)[0])
-    return part, command.account.encode(), _ENC.encode(command)
+    account = command.accounts[0].account.id if isinstance(command, CreateAccounts) else (
+        command.account)  # fmt: skip
+    part = int(partitions_of(StrColumn.from_strings([account]), partitions)[0])
+    return part, account.encode(), _ENC.encode(command)
 
 
 def create_messages(

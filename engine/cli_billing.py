@@ -38,6 +38,7 @@ from billing.invoices import InvoiceStore, as_day
 from billing.model import InvoiceStatus
 from billing.render import DEFAULT_DECIMALS, Renderer
 from billing.search import STATUSES, Filters, as_row, money
+from engine import cli_billing_consume
 from engine.cli_accounts import check_id
 from engine.exceptions import RatewireError, UsageInputError
 
@@ -150,6 +151,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     return answer
 
 
+def _renew(args: argparse.Namespace) -> dict[str, Any]:
+    from billing.accounts import AccountGroup
+    from billing.run import renew_cycle
+
+    group = AccountGroup(frozenset(args.account) if args.account else None, args.reseller)
+    answer: dict[str, Any] = renew_cycle(args.billing, args.cycle, args.broker,
+                                         catalog_path=args.catalog, group=group)  # fmt: skip
+    return answer
+
+
 def _accept(args: argparse.Namespace) -> dict[str, Any]:
     with _invoices(args.billing) as invoices:
         day = as_day(_day(args.day, "--day") or invoices.today())
@@ -257,8 +268,10 @@ def _text(answer: dict[str, Any], args: argparse.Namespace) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run one ``billing`` or ``invoices`` command; errors go up to ``engine.cli.main``."""
-    handlers = {"run": _run, "accept": _accept, "cancel": _cancel, "send": _send,
-                "pay": _pay, "search": _search, "show": _show}  # fmt: skip
+    if args.action == "consume":
+        return cli_billing_consume.main(args)
+    handlers = {"run": _run, "renew": _renew, "accept": _accept, "cancel": _cancel,
+                "send": _send, "pay": _pay, "search": _search, "show": _show}  # fmt: skip
     _print(handlers[args.action](args), args)
     return 0
 
@@ -289,6 +302,15 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--bill-day", type=int, help="only accounts billed on this day (1-28)")
     run.add_argument("--catalog", type=Path, help="product catalog (default: the sample)")
     run.add_argument("--balances", type=Path, help="balances state folder: prepaid renewals")
+    renew = actions.add_parser("renew", help="ask the workers to renew prepaid fees and grant "
+                               "allowances for the cycle after --cycle")  # fmt: skip
+    _common(renew)
+    renew.add_argument("--cycle", required=True, help="the cycle being closed, e.g. 2026-11")
+    renew.add_argument("--broker", required=True, help="kafka://host:port of the workers")
+    renew.add_argument("--catalog", type=Path, help="product catalog (default: the sample)")
+    renew.add_argument("--reseller", help="only this reseller's accounts")
+    renew.add_argument("--account", action="append", help="only these accounts (repeatable)")
+    cli_billing_consume.add_consume_parser(actions)
     accept = actions.add_parser("accept", help="issue drafts: gap-free numbers, immutable")
     _common(accept)
     _select(accept)

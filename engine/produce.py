@@ -17,10 +17,11 @@ from typing import Any, Literal
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
+from engine.account_commands import Command, command_message
 from engine.columns import I64, StrColumn
 from engine.partitioning import partitions_of
 from engine.records import Record
-from engine.topics import CDRS
+from engine.topics import ACCOUNTS, CDRS
 from engine.wire import Format, columns_to_columnar, encode_record, encode_records
 from engine.wire import records_to_columns as to_columns
 
@@ -97,3 +98,20 @@ async def send_records(bootstrap: str, records: Sequence[Record], *, size: int =
     finally:
         await p.stop()
     return len(records)
+
+
+async def send_commands(bootstrap: str, commands: Sequence[Command]) -> int:
+    """Produce account commands to ``accounts``, each to its account's partition (the
+    partition count from the broker); returns how many once the broker has them all."""
+    p = producer(bootstrap)
+    try:
+        await p.start()
+        partitions = len(await p.partitions_for(ACCOUNTS))
+        sent = []
+        for command in commands:
+            part, key, value = command_message(command, partitions)
+            sent.append(await p.send(ACCOUNTS, value, key=key, partition=part))
+        await asyncio.gather(*sent)
+    finally:
+        await p.stop()
+    return len(commands)

@@ -1,0 +1,375 @@
+"""Mass invoice runs: one draft invoice per account for a cycle, safe to re-run.
+
+``run_on`` walks the billing profiles of a group (all accounts, a reseller, a
+segment, a bill day or a list of accounts) in account order, in chunks. For
+each chunk it reads what every account needs in bulk (profile, subscription
+events, one-time charges, usage totals, the previous invoice), prices it
+(:func:`billing.charges.account_charges`) and writes the chunk's drafts, the
+accounts' cycle-closed marks and the run's progress marks in one write. A
+run that dies half way is simply run again: accounts with a progress mark
+are skipped, so no invoice is made twice and none is missing.
+
+Prepaid accounts pay recurring fees from their balances at renewal, when
+the run of cycle C renews them for the next cycle. Two ways:
+
+* with the balances ledger at hand (``ledger=``, the ``--state`` folder of
+  a single-process deployment) the run debits each renewal itself, once per
+  op id; one the balances cannot cover is refused and the subscription is
+  suspended from the renewed period's first day (a subscription event);
+* with streaming workers, :func:`renewal_commands` gives the
+  :class:`~engine.account_commands.Renew` and ``Grant`` commands that
+  ``ratewire billing renew`` sends to topic ``accounts``; each worker answers
+  on ``billing-events`` and the billing consumer records the outcome
+  (:meth:`billing.accounts.EventWriter.renewal`). The run drafts a prepaid account only once all
+  its renewals have an outcome; the others wait for a re-run (``pending``).
+
+Included allowances of the next cycle become balances the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from balances.ledger import Ledger, open_ledger
+from balances.model import MAIN, Balance, Filter
+from balances.store import RocksStore, Store, WriteBatch
+from billing import accounts, usage
+from billing.accounts import ALL, REFUSED, RENEWAL, AccountGroup, BillingInputs
+from billing.catalog import SAMPLE_CATALOG, Catalog, load_catalog
+from billing.charges import (
+    Grant,
+    Renewal,
+    account_charges,
+    advance_billed_of,
+    allowance_grants,
+    renewals,
+)
+from billing.cycles import cycle_bounds, next_cycle, parse_cycle
+from billing.invoices import InvoiceStore
+from billing.model import (
+    Invoice,
+    InvoiceStatus,
+    Mode,
+    SubscriptionAction,
+    SubscriptionEvent,
+)
+from engine import account_commands as commands
+
+CHUNK = 2_000
+_RUN = b"run/"
+
+
+@dataclass(slots=True)
+class RunSummary:
+    cycle: str
+    accounts: int = 0  # in the group
+    drafted: int = 0  # drafts written by this run
+    already: int = 0  # drafted by an earlier (interrupted) run of the same cycle
+    pending: int = 0  # prepaid accounts whose renewals have no outcome yet: run again
+    renewals: int = 0
+    renewals_refused: int = 0
+    allowances: int = 0
+    totals: dict[str, int] = field(default_factory=dict)  # currency → total of this run's drafts
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cycle": self.cycle,
+            "accounts": self.accounts,
+            "drafted": self.drafted,
+            "already": self.already,
+            "pending": self.pending,
+            "renewals": self.renewals,
+            "renewals_refused": self.renewals_refused,
+            "allowances": self.allowances,
+            "totals": dict(sorted(self.totals.items())),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _progress_key(cycle: str, account: str) -> bytes:
+    return _RUN + cycle.encode() + b"/" + account.encode()
+
+
+def _chunks(items: Iterable[BillingInputs], size: int) -> Iterator[list[BillingInputs]]:
+    chunk: list[BillingInputs] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _refusal(renewal: Renewal, why: str) -> SubscriptionEvent:
+    """The suspension a refused renewal causes, from the first day it would have paid for."""
+    return SubscriptionEvent(
+        event_id=f"{REFUSED}{renewal.op_id}",
+        account=renewal.account,
+        subscription=renewal.subscription,
+        action=SubscriptionAction.SUSPEND,
+        day=renewal.period_start,
+        reason=why,
+    )
+
+
+def _balance(grant: Grant) -> Balance:
+    return Balance(id=grant.balance_id, unit=grant.unit, amount=grant.amount,
+                   weight=grant.weight, valid_from=grant.valid_from,
+                   valid_until=grant.valid_until,
+                   filter=Filter(categories=tuple(grant.categories)))  # fmt: skip
+
+
+class LedgerRenewer:
+    """Renewals and allowance grants straight against a balances ledger (once per op id)."""
+
+    def __init__(self, ledger: Ledger, catalog: Catalog) -> None:
+        self.ledger, self.catalog = ledger, catalog
+
+    def renew(self, item: BillingInputs, cycle: str, summary: RunSummary) -> BillingInputs:
+        """``item`` after debiting its renewals for ``cycle`` (refusals suspend)."""
+        refused: list[SubscriptionEvent] = []
+        for renewal in renewals(self.catalog, item.profile, item.events, cycle):
+            if any(e.subscription == renewal.subscription for e in refused):
+                continue  # suspended by an earlier period's refusal: nothing more to pay
+            if self.ledger.renew(renewal.account, renewal.amount, op_id=renewal.op_id) is None:
+                main = next(b for b in self.ledger.balances(renewal.account) if b.id == MAIN)
+                why = (f"renewal refused: main balance {main.amount - main.reserved} nanos "
+                       f"cannot cover the fee {renewal.amount}")  # fmt: skip
+                refused.append(_refusal(renewal, why))
+            else:
+                summary.renewals += 1
+        summary.renewals_refused += len(refused)
+        self.grant(item, cycle, summary)
+        return _with_events(item, refused)
+
+    def grant(self, item: BillingInputs, cycle: str, summary: RunSummary) -> None:
+        held = {b.id for b in self.ledger.balances(item.profile.account)}
+        for grant in allowance_grants(self.catalog, item.profile, item.events, cycle):
+            if grant.balance_id not in held:
+                self.ledger.add_balance(grant.account, _balance(grant), op_id=grant.op_id)
+                summary.allowances += 1
+
+
+def _with_events(item: BillingInputs, events: list[SubscriptionEvent]) -> BillingInputs:
+    return item if not events else BillingInputs(item.profile, [*item.events, *events],
+                                                 item.one_time)  # fmt: skip
+
+
+def _effective(item: BillingInputs) -> BillingInputs:
+    """``item`` without refusal suspensions of a subscription a refusal already suspended.
+
+    Renewals of two periods can both be refused (a catch-up and the next
+    cycle); the first suspends, the second changes nothing until a resume.
+    """
+    if not any(e.event_id.startswith(REFUSED) for e in item.events):
+        return item
+    kept, suspended = [], set()
+    for e in sorted(item.events, key=lambda e: (e.day, e.event_id)):
+        if e.action is SubscriptionAction.RESUME:
+            suspended.discard(e.subscription)
+        elif e.event_id.startswith(REFUSED):
+            if e.subscription in suspended:
+                continue
+            suspended.add(e.subscription)
+        kept.append(e)
+    return BillingInputs(item.profile, kept, item.one_time)
+
+
+def run_on(
+    store: Store,
+    cycle: str,
+    *,
+    group: AccountGroup = ALL,
+    catalog: Catalog,
+    actor: str = "billing-run",
+    ledger: Ledger | None = None,
+    chunk: int = CHUNK,
+    after_chunk: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Draft the invoices of ``cycle`` for ``group`` in ``store`` (see the module doc)."""
+    parse_cycle(cycle)
+    started = time.perf_counter()
+    summary = RunSummary(cycle)
+    invoices = InvoiceStore(store)
+    renewer = LedgerRenewer(ledger, catalog) if ledger is not None else None
+    upcoming = next_cycle(cycle)
+    inputs = map(_effective, accounts.iter_billing_inputs(store, group))
+    for number, items in enumerate(_chunks(inputs, chunk)):
+        summary.accounts += len(items)
+        marks = store.get_many([_progress_key(cycle, i.profile.account) for i in items])
+        todo = [i for i, mark in zip(items, marks, strict=True) if mark is None]
+        summary.already += len(items) - len(todo)
+        if renewer is not None:
+            todo = [renewer.renew(i, upcoming, summary) for i in todo]
+            suspensions = [e for i in todo for e in i.events if e.event_id.startswith(REFUSED)]
+            if suspensions:
+                accounts.put_subscription_events(store, suspensions)
+        else:
+            todo = _settled(store, catalog, todo, upcoming, summary)
+        if not todo:
+            continue
+        drafts = _drafts(invoices, catalog, store, todo, cycle)
+        batch = WriteBatch()
+        usage.close_cycle(store, [i.profile.account for i in todo], cycle, batch)
+        extra: dict[bytes, bytes | None] = dict(batch.operations())
+        for draft in drafts:
+            extra[_progress_key(cycle, draft.account)] = b"1"
+            summary.totals[draft.currency] = summary.totals.get(draft.currency, 0) + draft.total
+        if ledger is not None:
+            ledger.checkpoint()  # balances first: a re-run finds renewals done, never twice
+        invoices.put_drafts(drafts, actor, extra)
+        summary.drafted += len(drafts)
+        if after_chunk is not None:
+            after_chunk(number)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _settled(
+    store: Store, catalog: Catalog, items: list[BillingInputs], upcoming: str,
+    summary: RunSummary,
+) -> list[BillingInputs]:  # fmt: skip
+    """The items whose renewals all have an outcome (refusals already stored as suspensions)."""
+    wanted = [(i, renewals(catalog, i.profile, i.events, upcoming))
+              if i.profile.mode is Mode.PREPAID else (i, []) for i in items]  # fmt: skip
+    keys = [RENEWAL + r.op_id.encode() for _, own in wanted for r in own]
+    known = dict(zip(keys, store.get_many(keys), strict=True)) if keys else {}
+    ready = []
+    for item, own in wanted:
+        outcomes = [known[RENEWAL + r.op_id.encode()] for r in own]
+        if any(o is None for o in outcomes):
+            summary.pending += 1
+            continue
+        summary.renewals += outcomes.count(b"ok")
+        summary.renewals_refused += outcomes.count(b"refused")
+        ready.append(item)
+    return ready
+
+
+def renewal_commands(
+    store: Store, cycle: str, *, group: AccountGroup = ALL, catalog: Catalog
+) -> list[commands.Renew | commands.Grant]:
+    """What renewing ``group`` for the cycle after ``cycle`` asks of the workers.
+
+    Renewals without an outcome yet (sending them again is safe: a worker
+    applies an op id once and answers again) and every allowance grant (a
+    worker grants a balance id once).
+    """
+    upcoming = next_cycle(cycle)
+    out: list[commands.Renew | commands.Grant] = []
+    for item in map(_effective, accounts.iter_billing_inputs(store, group)):
+        own = renewals(catalog, item.profile, item.events, upcoming)
+        known = store.get_many([RENEWAL + r.op_id.encode() for r in own]) if own else []
+        out += [
+            commands.Renew(account=r.account, amount=r.amount, op_id=r.op_id,
+                           subscription=r.subscription, day=r.period_start)
+            for r, outcome in zip(own, known, strict=True) if outcome is None
+        ]  # fmt: skip
+        out += [
+            commands.Grant(account=g.account, balance=_balance(g), op_id=g.op_id)
+            for g in allowance_grants(catalog, item.profile, item.events, upcoming)
+        ]
+    return out
+
+
+def renew_cycle(
+    store_path: Path, cycle: str, broker: str, *, catalog_path: Path | None = None,
+    group: AccountGroup = ALL,
+) -> dict[str, int]:  # fmt: skip
+    """``ratewire billing renew``: send :func:`renewal_commands` to topic ``accounts``."""
+    import asyncio
+
+    from engine.broker import bootstrap_of
+    from engine.produce import send_commands
+
+    catalog = load_catalog(catalog_path or SAMPLE_CATALOG)
+    with RocksStore(store_path) as store:
+        asked = renewal_commands(store, cycle, group=group, catalog=catalog)
+    asyncio.run(send_commands(bootstrap_of(broker), asked))
+    renews = sum(isinstance(c, commands.Renew) for c in asked)
+    return {"renewals_sent": renews, "grants_sent": len(asked) - renews}
+
+
+def _drafts(
+    invoices: InvoiceStore, catalog: Catalog, store: Store, items: list[BillingInputs],
+    cycle: str,
+) -> list[Invoice]:  # fmt: skip
+    names = [i.profile.account for i in items]
+    totals = usage.read_totals(store, names, cycle)
+    previous = invoices.last_invoices(names, before=cycle)
+    drafts = []
+    for item, own, last in zip(items, totals, previous, strict=True):
+        profile = item.profile
+        lines = usage.usage_lines(own, catalog.decimals, profile.mode) if own is not None else []
+        charges = account_charges(catalog, profile, item.events, item.one_time, cycle, lines,
+                                  advance_billed_of(last, cycle))  # fmt: skip
+        bounds = cycle_bounds(cycle, profile.bill_day, profile.timezone)
+        carried, paid = _carried(last)
+        drafts.append(
+            Invoice(
+                invoice_id=f"{cycle}/{profile.account}",
+                account=profile.account,
+                cycle=cycle,
+                issuer=profile.reseller,
+                currency=profile.currency,
+                period_start=bounds.first_day.isoformat(),
+                period_end=bounds.end_day.isoformat(),
+                status=InvoiceStatus.DRAFT,
+                lines=charges.lines,
+                subtotal=charges.subtotal,
+                tax=charges.tax,
+                total=charges.total,
+                paid_from_balance=charges.paid_from_balance,
+                previous_balance=carried,
+                payments=paid,
+                amount_due=carried - paid + charges.total - charges.paid_from_balance,
+                balances_consumed=usage.balances_consumed(own) if own is not None else [],
+                reseller=profile.reseller,
+                segment=profile.segment,
+                language=profile.language,
+                brand=profile.brand or profile.reseller,
+                payment_terms_days=profile.payment_terms_days,
+            )
+        )
+    return drafts
+
+
+def _carried(last: Invoice | None) -> tuple[int, int]:
+    """``(previous balance, payments)`` from the latest earlier invoice once it is issued.
+
+    A draft carries nothing: it may still change, and its own total is asked
+    for when it is issued.
+    """
+    if last is None or last.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
+        return 0, 0
+    return last.amount_due, last.paid
+
+
+def run_cycle(
+    store_path: Path,
+    cycle: str,
+    *,
+    accounts: Sequence[str] | None = None,
+    reseller: str | None = None,
+    segment: str | None = None,
+    bill_day: int | None = None,
+    catalog_path: Path | None = None,
+    actor: str = "billing-run",
+    balances: Path | None = None,
+) -> RunSummary:
+    """``ratewire billing run``: :func:`run_on` over the billing store at ``store_path``."""
+    catalog = load_catalog(catalog_path or SAMPLE_CATALOG)
+    group = AccountGroup(frozenset(accounts) if accounts else None, reseller, segment, bill_day)
+    ledger = open_ledger(balances) if balances is not None else None
+    try:
+        with RocksStore(store_path) as store:
+            return run_on(store, cycle, group=group, catalog=catalog, actor=actor, ledger=ledger)
+    finally:
+        if ledger is not None:
+            ledger.close()
