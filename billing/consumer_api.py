@@ -6,6 +6,8 @@
     GET  /billing/usage/{account}?cycle=   an account's usage totals for a cycle
     POST /billing/run {"cycle": "2026-11", "accounts": [...], "reseller": …, "segment": …,
                        "bill_day": …, "actor": …}   draft a cycle's invoices now
+    POST /billing/renew {"cycle": "2026-11", …}   ask the workers to renew prepaid fees and
+                                           grant allowances for the cycle after ``cycle``
     GET  /health                           assignment, counters, offsets
 
 The consumer holds the billing store, so a run happens here: in a thread,
@@ -107,6 +109,14 @@ def filters_of(query: Mapping[str, str]) -> Filters:
     )  # fmt: skip
 
 
+def _body(raw: bytes, type_: type[RunBody]) -> RunBody:
+    try:
+        return msgspec.json.decode(raw or b"{}", type=type_)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        msg = f"request body: {exc}"
+        raise _bad(msg) from None
+
+
 class BillingApi:
     """Handlers bound to one consumer's runtime."""
 
@@ -170,11 +180,7 @@ class BillingApi:
                 "balances": msgspec.to_builtins(totals.balances)}  # fmt: skip
 
     async def run(self, request: web.Request) -> Any:
-        try:
-            body = msgspec.json.decode(await request.read() or b"{}", type=RunBody)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            msg = f"request body: {exc}"
-            raise _bad(msg) from None
+        body = _body(await request.read(), RunBody)
         parse_cycle(body.cycle)
         from billing.run import run_on  # the mass run, loaded when first used
 
@@ -191,6 +197,23 @@ class BillingApi:
                 billing.closed.forget()  # marks moved
         answer: dict[str, Any] = summary.as_dict()
         return answer
+
+    async def renew(self, request: web.Request) -> Any:
+        """Send the renewals and grants of the cycle after ``cycle`` to the workers."""
+        body = _body(await request.read(), RunBody)
+        parse_cycle(body.cycle)
+        from billing.run import renewal_commands
+        from engine.account_commands import Renew
+        from engine.produce import send_commands
+
+        group = AccountGroup(frozenset(body.accounts) if body.accounts else None, body.reseller,
+                             body.segment, body.bill_day)  # fmt: skip
+        async with self.rt.lock:
+            asked = await asyncio.to_thread(renewal_commands, self.rt.billing.store, body.cycle,
+                                            group=group, catalog=self.catalog)  # fmt: skip
+        await send_commands(self.rt.config.bootstrap, asked)
+        renews = sum(isinstance(c, Renew) for c in asked)
+        return {"renewals_sent": renews, "grants_sent": len(asked) - renews}
 
     async def health(self, request: web.Request) -> Any:
         billing = self.rt.billing
@@ -235,4 +258,5 @@ def add_routes(router: web.UrlDispatcher, runtime: Runtime) -> None:
     router.add_get("/invoices/{invoice_id:.+}", api.route(api.show))
     router.add_get("/billing/usage/{account}", api.route(api.usage))
     router.add_post("/billing/run", api.route(api.run))
+    router.add_post("/billing/renew", api.route(api.renew))
     router.add_get("/health", api.route(api.health, open_=True))

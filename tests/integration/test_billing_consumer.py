@@ -10,18 +10,11 @@ account's bill day and zone), record by record.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -33,13 +26,14 @@ from billing.cycles import cycle_of
 from billing.events import SetProfile, encode_events
 from billing.model import BillingProfile, Mode
 from billing.usage import load_offsets, read_totals
-from engine.broker import EmbeddedBroker, ensure_topics, free_port
+from engine.broker import EmbeddedBroker, ensure_topics
 from engine.kafka_transport import FETCH_WAIT_MS
 from engine.partitioning import partition_of
 from engine.produce import produce
 from engine.rated_output import BalanceUse, RatedRecord, RatedSpan
 from engine.topics import BILLING_EVENTS, RATED
 from tariffs.money import format_amount
+from tests.integration.streaming import Consumer
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
@@ -111,68 +105,6 @@ async def _read_rejects(bootstrap: str, n: int) -> list[dict[str, bytes]]:
 
 def send(bootstrap: str, topic: str, messages: list[tuple[int, bytes]]) -> None:
     asyncio.run(produce(bootstrap, [(p, b"", v, []) for p, v in messages], topic=topic))
-
-
-class Consumer:
-    """``ratewire billing consume`` as a child process (stopped or killed by its pid)."""
-
-    def __init__(self, broker: str, billing: Path, log: Path, *args: str) -> None:
-        self.port = free_port()
-        self.command = [sys.executable, "-m", "engine.cli_billing_consume", "consume",
-                        "--broker", broker, "--billing", str(billing), "--web-port",
-                        str(self.port), "--log-level", "warning", "--session-timeout", "3",
-                        *args]  # fmt: skip
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Consumer:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def post(self, path: str, body: Any) -> tuple[int, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
-                                         data=json.dumps(body).encode(), method="POST")  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            return self.get("/health")[1]  # type: ignore[no-any-return]
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
-
-    def wait_offsets(self, wanted: dict[str, int], timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            health = self.health()
-            if health and all(health["offsets"].get(k, 0) >= v for k, v in wanted.items()):
-                return health
-            time.sleep(0.1)
-        raise AssertionError(f"offsets {wanted} not reached; {self.health()}")
-
-    def wait(self, timeout: float = 20) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
-    def signal(self, sig: signal.Signals) -> int:
-        if self.process is None:  # never started
-            return 0
-        if self.process.poll() is None:
-            os.kill(self.process.pid, sig)
-        return self.process.wait(20)
 
 
 @pytest.fixture(scope="module")
