@@ -50,8 +50,8 @@ from billing.tally import BadLine, Rated, decode_rated
 from billing.usage import ClosedCycles, ProfileCache, UsageBook, load_offsets, offset_key
 from engine import kafka_transport
 from engine.broker import bootstrap_of
+from engine.faust_app import app_settings
 from engine.topics import BILLING_EVENTS, RATED
-from engine.worker import QuietMonitor
 
 log = logging.getLogger(__name__)
 REJECTED = "billing-rejected"
@@ -304,31 +304,15 @@ def build_app(config: ConsumerConfig) -> Runtime:
     """The Faust app with its agent, idle timer and HTTP views, and the runtime they share."""
     app = BillingApp(
         config.app_id,
-        broker=config.broker,
-        store="memory://",
-        autodiscover=False,
-        datadir=str(config.faust_dir),
-        web_enabled=True,
-        web_bind=config.web_host,
-        web_host=config.web_host,
-        web_port=config.web_port,
-        canonical_url=f"http://{config.web_host}:{config.web_port}",
-        topic_partitions=config.partitions,
-        topic_replication_factor=1,
-        topic_allow_declare=True,
-        broker_session_timeout=config.session_timeout,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=2.0,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
-        broker_max_poll_records=config.batch_events,
-        consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=16 << 20,
-        producer_max_request_size=16 << 20,
-        producer_linger=0.0,
-        stream_buffer_maxsize=max(config.batch_events * 2, 256),
-        logging_config=None,
-        Monitor=QuietMonitor,
+        **app_settings(
+            broker=config.broker,
+            datadir=config.faust_dir,
+            web_host=config.web_host,
+            web_port=config.web_port,
+            partitions=config.partitions,
+            session_timeout=config.session_timeout,
+            batch_events=config.batch_events,
+        ),
     )
     store = RocksStore(config.billing, StoreOptions())
     runtime = Runtime(config, app, Billing(store, remember=config.remember))
