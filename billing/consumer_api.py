@@ -20,7 +20,6 @@ wants ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -36,7 +35,7 @@ from billing.exceptions import BillingError, UnknownInvoiceError
 from billing.invoices import InvoiceStore
 from billing.search import STATUSES, Filters, as_row
 from billing.usage import load_totals
-from engine.exceptions import RatewireError
+from engine.api import ApiError, check_token
 
 if TYPE_CHECKING:
     from billing.consumer import Runtime
@@ -51,12 +50,6 @@ class RunBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     segment: str | None = None
     bill_day: int | None = None
     actor: str = "http:billing-run"
-
-
-class ApiError(RatewireError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 def _bad(message: str) -> ApiError:
@@ -239,12 +232,7 @@ class BillingApi:
         return serve
 
     def _authorized(self, request: web.Request) -> None:
-        token = self.rt.config.api_token
-        if not token:
-            return
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise ApiError(401, "UNAUTHORIZED", "missing or wrong Authorization: Bearer token")
+        check_token(request, self.rt.config.api_token)
 
 
 def _json(status: int, body: Any) -> web.Response:

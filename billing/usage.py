@@ -41,10 +41,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 import numpy as np
@@ -63,6 +63,8 @@ from billing.usage_totals import (
     usage_lines,
 )
 from engine.columns import StrColumn
+
+V = TypeVar("V")
 
 USAGE = b"use/"
 CLOSED = b"closed/"
@@ -108,32 +110,47 @@ def load_offsets(store: Store) -> dict[tuple[str, int], int]:
 
 
 # -- closed cycles --------------------------------------------------------------------
-class ClosedCycles:
-    """The last closed cycle of each account (``closed/<account>``), read once and kept.
+class AccountCache(Generic[V]):
+    """Values per account read from the store once and kept; at most ``limit`` accounts
+    (emptied when full: the store has them all). ``load`` answers for the accounts it
+    finds; one it leaves out is asked for again next time."""
 
-    Marks move only in a run (:func:`close_cycle`): call :meth:`forget` after one.
-    Holds at most ``limit`` accounts (emptied when full: the store has them all).
-    """
+    def __init__(self, load: Callable[[list[str]], Mapping[str, V]], limit: int) -> None:
+        self.load, self.limit = load, limit
+        self.known: dict[str, V] = {}
 
-    def __init__(self, store: Store, limit: int = 1_000_000) -> None:
-        self.store, self.limit = store, limit
-        self._known: dict[str, str] = {}  # "" : no cycle closed yet
-
-    def of(self, accounts: Sequence[str]) -> dict[str, str]:
-        """Each account's last closed cycle (accounts with none are left out)."""
-        known = self._known
+    def get(self, accounts: Sequence[str]) -> dict[str, V]:
+        known = self.known
         missing = [a for a in accounts if a not in known]
         if missing:
             if len(known) + len(missing) > self.limit:
                 known.clear()
                 missing = list(accounts)
-            values = self.store.get_many([CLOSED + account_key(a) for a in missing])
-            known.update((a, "" if v is None else v.decode())
-                         for a, v in zip(missing, values, strict=True))  # fmt: skip
-        return {a: mark for a in accounts if (mark := known[a])}
+            known.update(self.load(missing))
+        return {a: v for a in accounts if (v := known.get(a)) is not None}
+
+
+class ClosedCycles:
+    """The last closed cycle of each account (``closed/<account>``), read once and kept.
+
+    Marks move only in a run (:func:`close_cycle`): call :meth:`forget` after one.
+    """
+
+    def __init__(self, store: Store, limit: int = 1_000_000) -> None:
+        self.store = store
+        self._cache: AccountCache[str] = AccountCache(self._load, limit)
+
+    def _load(self, accounts: list[str]) -> dict[str, str]:
+        values = self.store.get_many([CLOSED + account_key(a) for a in accounts])
+        # "": no cycle closed yet (kept, so the account is not read again)
+        return {a: "" if v is None else v.decode() for a, v in zip(accounts, values, strict=True)}
+
+    def of(self, accounts: Sequence[str]) -> dict[str, str]:
+        """Each account's last closed cycle (accounts with none are left out)."""
+        return {a: mark for a, mark in self._cache.get(accounts).items() if mark}
 
     def forget(self) -> None:
-        self._known.clear()
+        self._cache.known.clear()
 
 
 def close_cycle(store: Store, account_ids: Sequence[str], cycle: str, batch: WriteBatch) -> int:
@@ -162,30 +179,24 @@ class ProfileCache:
     """Each account's bill day, zone and mode, read from the store once and kept.
 
     :meth:`put` a profile as it is received. Holds at most ``limit`` accounts
-    (~170 bytes each; emptied when full: the store has them all).
+    (~170 bytes each); an account without a profile is read again next time.
     """
 
     def __init__(self, store: Store, limit: int = 1_000_000) -> None:
-        self.store, self.limit = store, limit
-        self._known: dict[str, ProfileKey] = {}
+        self.store = store
+        self._cache: AccountCache[ProfileKey] = AccountCache(self._load, limit)
+
+    def _load(self, accounts: list[str]) -> dict[str, ProfileKey]:
+        return {a: ProfileKey.of(p) for a, p in load_profiles(self.store, accounts).items()}
 
     def lookup(self, accounts: Sequence[str]) -> Mapping[str, Cycled]:
-        known = self._known
-        missing = [a for a in accounts if a not in known]
-        if missing:
-            if len(known) + len(missing) > self.limit:
-                known.clear()
-                missing = list(accounts)
-            known.update(
-                (a, ProfileKey.of(p)) for a, p in load_profiles(self.store, missing).items()
-            )
-        return {a: p for a in accounts if (p := known.get(a)) is not None}
+        return self._cache.get(accounts)
 
     def put(self, profile: BillingProfile) -> None:
-        self._known[profile.account] = ProfileKey.of(profile)
+        self._cache.known[profile.account] = ProfileKey.of(profile)
 
     def forget(self) -> None:
-        self._known.clear()
+        self._cache.known.clear()
 
 
 class _Static:

@@ -69,6 +69,15 @@ class ApiError(RatewireError):
         self.status, self.code = status, code
 
 
+def check_token(request: web.Request, token: str) -> None:
+    """:class:`ApiError` 401 unless ``token`` is empty or the request carries it."""
+    if not token:
+        return
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise ApiError(401, "UNAUTHORIZED", "missing or wrong Authorization: Bearer token")
+
+
 _STATUS = (  # most specific first
     (UnknownAccountError, 404), (UnknownReservationError, 404),
     (ReservationFinishedError, 409), (OperationConflictError, 409),
@@ -177,12 +186,7 @@ class Api:
         return response
 
     def _authorized(self, request: web.Request) -> None:
-        token = self.rt.config.api_token
-        if not token:
-            return
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise ApiError(401, "UNAUTHORIZED", "missing or wrong Authorization: Bearer token")
+        check_token(request, self.rt.config.api_token)
 
     async def _route(
         self, request: web.Request, account: str, local: Handler, *, write: bool
