@@ -151,6 +151,19 @@ class Formats:
             return f"{tenths // 10:,}".replace(",", self.group) + f"{self.point}{tenths % 10} MB"
         return f"{line.usage} {self.units.get('messages', 'messages')}" if line.usage else ""
 
+    def consumed(self, unit: str, amount: int) -> str:
+        """A balance consumed, in its unit: money by the currency's decimals (balances of
+        a currency hold nanos), voice as h:mm:ss, data in MB, anything else counted."""
+        if unit in self.decimals:
+            return self.money(amount, unit)
+        if unit == "voice_seconds":
+            minutes, seconds = divmod(amount, 60)
+            return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+        if unit == "data_bytes":
+            tenths = (amount + 50_000) // 100_000
+            return f"{tenths // 10:,}".replace(",", self.group) + f"{self.point}{tenths % 10} MB"
+        return f"{amount:,}".replace(",", self.group) + f" {self.units.get(unit, unit)}"
+
     def quantity(self, line: InvoiceLine) -> str:
         if not line.quantity:
             return ""

@@ -137,6 +137,8 @@ class LedgerRenewer:
         for renewal in renewals(self.catalog, item.profile, item.events, cycle):
             if any(e.subscription == renewal.subscription for e in refused):
                 continue  # suspended by an earlier period's refusal: nothing more to pay
+            if self.ledger.done(renewal.op_id) is not None:
+                continue  # paid by an earlier run (the catch-up of a period)
             if self.ledger.renew(renewal.account, renewal.amount, op_id=renewal.op_id) is None:
                 main = next(b for b in self.ledger.balances(renewal.account) if b.id == MAIN)
                 why = (f"renewal refused: main balance {main.amount - main.reserved} nanos "

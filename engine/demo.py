@@ -24,6 +24,7 @@ from balances.debit import Debitor
 from balances.ledger import Ledger, open_ledger
 from balances.model import Measure
 from engine.cost import cost
+from engine.demo_billing import billing_step
 from engine.demo_stream import stream_step
 from engine.rate_file import StatefulRating, rate_file
 from engine.wire import encode_jsonl
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     parser.add_argument(
-        "--stream-records", type=int, help="records step 6 streams (default: all; 0: skip step 6)"
+        "--stream-records", type=int, help="records step 7 streams (default: all; 0: skip step 7)"
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     watched = [account_id(i) for i in WATCHED if i < args.accounts]
     _with_balances(rater, scenario, traffic, args.out, watched, say)
+    say("\n")
+    billing_step(args.out, scenario, say)
     if args.stream_records == 0:
         return 0
     say("\n")

@@ -56,7 +56,7 @@ def stream_step(
     url = os.environ.get(BROKER_ENV, "")
     broker = None if url else EmbeddedBroker(log_path=out / "broker.log")
     worker: WorkerProcess | None = None
-    say(f"6. streaming the day through a Kafka broker and one ratewire worker ({PARTITIONS} "
+    say(f"7. streaming the day through a Kafka broker and one ratewire worker ({PARTITIONS} "
         "partitions)\n")  # fmt: skip
     try:
         if broker is not None:

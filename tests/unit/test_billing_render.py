@@ -100,7 +100,7 @@ Amount due                                                    32.77 EUR
 ========================================================================
 
 Balances used this period
-  minutes-500                                               1800 seconds
+  minutes-500                                              1,800 seconds
 
 Please pay the amount due by 2026-12-15: 32.77 EUR.
 Questions about this invoice? Quote its number.
@@ -328,3 +328,15 @@ def test_failed_notification_leaves_invoice_unsent_for_the_next_run(
     summary = send(issued, ["2026-11/a"], outbox=tmp_path, renderer=renderer, actor="m",
                    notify=got.extend)  # fmt: skip
     assert (summary.sent, len(got), len(files(tmp_path))) == (1, 1, 3)
+
+
+def test_balances_consumed_are_shown_in_their_units(renderer: Renderer) -> None:
+    invoice = msgspec.structs.replace(known(), balances_consumed=[
+        BalanceConsumed("credit", "EUR", 5_000_000_000),
+        BalanceConsumed("free-minutes", "voice_seconds", 1800),
+        BalanceConsumed("data", "data_bytes", 1_000_000_000),
+        BalanceConsumed("points", "points", 12_345),
+    ])  # fmt: skip
+    text = renderer.render(invoice, "txt")
+    for shown in ("5.00 EUR", "0:30:00", "1,000.0 MB", "12,345 points"):
+        assert shown in text
