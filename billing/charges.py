@@ -47,6 +47,7 @@ import msgspec
 from billing.catalog import HUNDRED_PERCENT, Catalog, Product, TaxRate, money_text
 from billing.cycles import check_bill_day, cycle_bounds, next_cycle, zone
 from billing.exceptions import ProfileError
+from billing.invoices import Previous
 from billing.model import (
     BillingProfile,
     Invoice,
@@ -193,7 +194,7 @@ def account_charges(
 
 
 def advance_billed_of(
-    invoice: Invoice | None, cycle: str | None = None
+    invoice: Invoice | Previous | None, cycle: str | None = None
 ) -> dict[tuple[str, str], int]:
     """What ``invoice`` billed in advance for the cycle after its own, by (subscription, fee).
 

@@ -41,7 +41,7 @@ from balances.store import Store, WriteBatch
 from billing import search
 from billing.cycles import local_day
 from billing.exceptions import BillingError, InvoiceStateError, UnknownInvoiceError
-from billing.model import Invoice, InvoiceEvent, InvoiceStatus
+from billing.model import Invoice, InvoiceEvent, InvoiceStatus, LineKind
 from tariffs.money import format_amount
 
 OPERATOR_PREFIX = "RW"
@@ -58,8 +58,34 @@ class Payment(msgspec.Struct, frozen=True):
     actor: str
 
 
+class BilledLine(msgspec.Struct, kw_only=True, gc=False):
+    """The fields of an invoice line a run reads back from the previous invoice."""
+
+    kind: LineKind
+    amount: int
+    subscription: str = ""
+    period_start: str = ""
+    paid_from_balance: bool = False
+    fee: str = ""
+
+
+class Previous(msgspec.Struct, kw_only=True, gc=False):
+    """What a run needs of an account's previous invoice (what it billed in advance and
+    what is carried over), decoded from the stored invoice without the rest of it."""
+
+    invoice_id: str
+    cycle: str
+    period_end: str
+    status: InvoiceStatus = InvoiceStatus.DRAFT
+    amount_due: int = 0
+    paid: int = 0
+    credit_note_for: str = ""
+    lines: list[BilledLine] = msgspec.field(default_factory=list)
+
+
 _ENC = msgspec.msgpack.Encoder()
 _INVOICE = msgspec.msgpack.Decoder(Invoice)
+_PREVIOUS = msgspec.msgpack.Decoder(Previous)
 _PAYMENT = msgspec.msgpack.Decoder(Payment)
 
 
@@ -169,13 +195,28 @@ class InvoiceStore:
     ) -> list[Invoice | None]:
         """Each account's latest invoice by cycle (drafts included; cancelled invoices and
         credit notes not), or ``None``; with ``before``, only cycles before it."""
+        ids = self._last_ids(accounts, before)
+        found = iter(self.get_many([i for i in ids if i is not None]))
+        return [None if i is None else next(found) for i in ids]
+
+    def previous(self, accounts: Sequence[str], *, before: str) -> list[Previous | None]:
+        """:meth:`last_invoices` before ``before`` as a run reads them: :class:`Previous`,
+        about a third of the decoding of whole invoices."""
+        ids = self._last_ids(accounts, before)
+        raws = iter(self.store.get_many([invoice_key(i) for i in ids if i is not None]))
+        out: list[Previous | None] = []
+        for i in ids:
+            raw = None if i is None else next(raws)
+            out.append(None if raw is None else _PREVIOUS.decode(raw))
+        return out
+
+    def _last_ids(self, accounts: Sequence[str], before: str | None) -> list[str | None]:
         ids: list[str | None] = []
         for account, pointer in zip(accounts, search.pointers(self.store, accounts), strict=True):
             if pointer is not None and before is not None and pointer[0] >= before:
                 pointer = search.latest(self.store, account, before=before)
             ids.append(None if pointer is None else pointer[1])
-        found = iter(self.get_many([i for i in ids if i is not None]))
-        return [None if i is None else next(found) for i in ids]
+        return ids
 
     def last_invoice(self, account: str, *, before: str | None = None) -> Invoice | None:
         return self.last_invoices([account], before=before)[0]
@@ -414,4 +455,12 @@ def check_sendable(inv: Invoice) -> None:
         raise InvoiceStateError(msg)
 
 
-__all__ = ["InvoiceStore", "Payment", "credit_note_id", "invoice_key", "now_us"]
+__all__ = [
+    "BilledLine",
+    "InvoiceStore",
+    "Payment",
+    "Previous",
+    "credit_note_id",
+    "invoice_key",
+    "now_us",
+]

@@ -102,7 +102,8 @@ def _minor(decimals: int) -> str:
     return "1" if decimals == 0 else "0." + "0" * (decimals - 1) + "1"
 
 
-def _line(row: UsageRow, decimals: Mapping[str, int], paid: bool) -> InvoiceLine:
+def line_of(row: UsageRow, decimals: Mapping[str, int], paid: bool) -> InvoiceLine:
+    """One usage row's line, plainly: the slow twin of :func:`usage_lines`."""
     try:
         places = decimals[row.currency]
     except KeyError:
@@ -133,9 +134,37 @@ def usage_lines(
     Amount: the charged money, rounded half-even to the currency's minor unit.
     Prepaid (``mode``, default the totals' mode): lines are already paid from
     balances (``paid_from_balance``), shown, not due.
+
+    One pass over the sorted sums (keys of this cycle's usage start with the
+    separator, so they sort before every late key): the lines :func:`line_of`
+    makes of ``(*totals.usage, *totals.late)``, without building the rows.
     """
     paid = (mode or totals.mode) is Mode.PREPAID
-    return [_line(r, decimals, paid) for r in (*totals.usage, *totals.late)]
+    paid_text = "; paid from balance" if paid else ""
+    out = []
+    tails: dict[str, tuple[int, str]] = {}
+    for key, (records, used, _, charged, covered) in sorted(totals.sums.items()):
+        late_from, category, zone, currency = key.split(KEY_SEP)
+        tail = tails.get(currency)
+        if tail is None:
+            try:
+                places = decimals[currency]
+            except KeyError:
+                msg = f"usage in {currency!r}: the catalog gives no minor unit for that currency"
+                raise BillingError(msg) from None
+            tail = tails[currency] = (places, f" rounded half-even to {_minor(places)}{paid_text}")
+        bundles = f"; {covered} units covered by bundles" if covered else ""
+        out.append(InvoiceLine(
+            kind=LineKind.LATE_USAGE if late_from else LineKind.USAGE,
+            description=(f"{category} usage, {zone} (late, rated for {late_from})" if late_from
+                         else f"{category} usage, {zone}"),
+            amount=round_nanos(charged, tail[0], Rounding.HALF_EVEN), currency=currency,
+            quantity=records, unit="records", usage=used, category=category, zone=zone,
+            late_from=late_from, paid_from_balance=paid,
+            rule=(f"sum of {records} rated records ({format_amount(charged)} {currency}"
+                  f"{bundles}),{tail[1]}"),
+        ))  # fmt: skip
+    return out
 
 
 def balances_consumed(totals: UsageTotals) -> list[BalanceConsumed]:

@@ -34,6 +34,9 @@ from billing.usage import (
     read_totals,
     usage_lines,
 )
+from billing.usage_totals import (
+    line_of,
+)
 from engine.rated_output import BalanceUse, RatedRecord, RatedSpan
 from engine.topics import BILLING_EVENTS, RATED
 
@@ -218,6 +221,8 @@ def test_late_usage_goes_to_the_first_open_cycle_once(store: Store) -> None:
     assert kinds == [(LineKind.USAGE, "", 600_000_000),
                      (LineKind.LATE_USAGE, "2026-09", 600_000_000),
                      (LineKind.LATE_USAGE, "2026-10", 450_000_000)]  # fmt: skip
+    twin = [line_of(r, DECIMALS, False) for r in (*totals.usage, *totals.late)]
+    assert usage_lines(totals, DECIMALS) == twin
 
 
 def test_closed_mark_never_moves_back(store: Store) -> None:
@@ -316,6 +321,7 @@ def test_lines_round_half_even_and_prepaid_is_paid_from_balance(store: Store) ->
                            " paid from balance")  # fmt: skip
     assert got[2].rule.endswith("rounded half-even to 1; paid from balance")
     assert not any(x.paid_from_balance for x in usage_lines(totals, DECIMALS, Mode.POSTPAID))
+    assert got == [line_of(r, DECIMALS, True) for r in (*totals.usage, *totals.late)]
     with pytest.raises(BillingError, match="'XOF'"):
         usage_lines(totals, {"EUR": 2})
 
