@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint typecheck bench bench-stream bench-http clean
+.PHONY: help demo test unit lint typecheck bench bench-stream bench-http bench-billing clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench-stream: $(STAMP)  ## Worker end to end on the embedded broker (README "Per
 bench-http: $(STAMP)  ## authorize over HTTP, open loop (README "Performance")
 	$(BIN)/python -m loadtest.http_bench --rps 2000 --seconds 20 --commit-share 0
 	$(BIN)/python -m loadtest.http_bench --rps 1000 --seconds 20 --commit-share 0
+
+bench-billing: $(STAMP)  ## Close a cycle for 1 M accounts; render, issue, send (README "Performance")
+	$(BIN)/python -m billing.bench --accounts 1000000 --store /tmp/ratewire-bench --repeat 3 --render 2000
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
