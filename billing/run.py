@@ -286,7 +286,12 @@ def _settled(
     store: Store, catalog: Catalog, items: list[BillingInputs], upcoming: str,
     summary: RunSummary,
 ) -> list[BillingInputs]:  # fmt: skip
-    """The items whose renewals all have an outcome (refusals already stored as suspensions)."""
+    """The items whose renewals all have an outcome (refusals already stored as suspensions).
+
+    A refused renewal suspended its subscription, so :func:`renewals` no longer
+    lists it: refusals are counted from the suspensions of this cycle and the next.
+    """
+    counted = (next_cycle(upcoming, -1), upcoming)
     wanted = [(i, renewals(catalog, i.profile, i.events, upcoming))
               if i.profile.mode is Mode.PREPAID else (i, []) for i in items]  # fmt: skip
     keys = [RENEWAL + r.op_id.encode() for _, own in wanted for r in own]
@@ -298,7 +303,10 @@ def _settled(
             summary.pending += 1
             continue
         summary.renewals += outcomes.count(b"ok")
-        summary.renewals_refused += outcomes.count(b"refused")
+        summary.renewals_refused += sum(
+            e.event_id.startswith(REFUSED) and e.event_id.rsplit(":", 1)[-1] in counted
+            for e in item.events
+        )
         ready.append(item)
     return ready
 

@@ -211,6 +211,7 @@ def test_streaming_renewals_wait_for_their_outcomes(store: Store) -> None:
             if isinstance(c, Renew)] == []  # fmt: skip
     second = run_on(store, "2026-11", catalog=CATALOG)
     assert (second.drafted, second.pending) == (2, 0)
+    assert (second.renewals, second.renewals_refused) == (2, 1)  # rich: Nov + Dec; poor: Nov
 
     def fees(account: str) -> list[tuple[int, bool]]:
         invoice = InvoiceStore(store).require(f"2026-11/{account}")
