@@ -14,7 +14,6 @@ import asyncio
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -37,14 +36,13 @@ from billing.model import (
     SubscriptionEvent,
 )
 from engine.account_commands import TopUp
-from engine.broker import EmbeddedBroker, ensure_topics
 from engine.kafka_transport import FETCH_WAIT_MS
 from engine.produce import produce, send_commands
-from engine.topics import BILLING_EVENTS, RATED, all_topics
+from engine.topics import BILLING_EVENTS, RATED
 from loadtest.accounts import scenario_accounts
 from loadtest.generator import Scenario, columns_to_records, generate_traffic
 from tests.billing_reference import RefCatalog, reference_charges
-from tests.integration.streaming import PARTITIONS, Consumer, Stream
+from tests.integration.streaming import Consumer, Stream
 
 pytestmark = pytest.mark.integration
 EUR = 1_000_000_000
@@ -68,18 +66,6 @@ class Line(msgspec.Struct):
     def in_november(self) -> bool:
         """Billed on the 1st in Berlin: the cycle is November 1st to December 1st, local."""
         return datetime.fromtimestamp(self.start_us / 1e6, BERLIN).month == 11
-
-
-@pytest.fixture
-def stream(tmp_path: Path) -> Iterator[Stream]:
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        ensure_topics(broker.bootstrap, all_topics(PARTITIONS))
-        s = Stream(broker, tmp_path)
-        try:
-            yield s
-        finally:
-            for w in s.workers:
-                w.stop()
 
 
 async def _read_all(bootstrap: str, topic: str, idle: float = 2.0) -> dict[int, list[bytes]]:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
 
-from engine.broker import EmbeddedBroker, ensure_topics
 from engine.partitioning import partition_of
-from engine.topics import ALERTS, all_topics
+from engine.topics import ALERTS
 from engine.wire import encode_record, encode_records
 from engine.worker_process import WorkerProcess, wait_accounts
 from loadtest.accounts import account_id, scenario_accounts
@@ -40,18 +37,6 @@ from tests.stream_reference import Expected, expected_outcome
 
 pytestmark = pytest.mark.integration
 TARIFF = load_tariff(PLAN)
-
-
-@pytest.fixture
-def stream(tmp_path: Path) -> Iterator[Stream]:
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        ensure_topics(broker.bootstrap, all_topics(PARTITIONS))
-        s = Stream(broker, tmp_path)
-        try:
-            yield s
-        finally:
-            for w in s.workers:
-                w.stop()
 
 
 def expect(scenario: Scenario, records: list) -> Expected:  # type: ignore[type-arg]
