@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -67,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
 
     from billing.consumer import REJECTED, ConsumerConfig, build_app
     from engine.broker import ensure_topics
+    from engine.faust_app import serve
     from engine.topics import BILLING_EVENTS, RATED
 
     config = ConsumerConfig(
@@ -80,17 +79,9 @@ def main(args: argparse.Namespace) -> int:
     ensure_topics(config.bootstrap, {RATED: config.partitions,
                                      BILLING_EVENTS: config.partitions, REJECTED: 1})  # fmt: skip
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     runtime = build_app(config)
-    worker = runtime.app.Worker(loglevel=args.log_level, quiet=True, redirect_stdouts=False)
-    # as the rating worker: long-lived import objects out of the collector's sight, and
-    # young collections less often (a batch allocates many short-lived records)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
     try:
-        worker.execute_from_commandline()
+        serve(runtime.app, args.log_level)
     finally:
         runtime.billing.store.close()
     return 0

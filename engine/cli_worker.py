@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -83,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
     from balances.units import load_units
     from engine.alerts import DEFAULT_RULES, parse_rule
     from engine.broker import ensure_topics
+    from engine.faust_app import serve
     from engine.topics import all_topics
     from engine.worker import WorkerConfig, build_app
     from tariffs.loader import load_tariff
@@ -102,15 +101,5 @@ def main(args: argparse.Namespace) -> int:
     ensure_topics(config.bootstrap, all_topics(config.partitions))
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     runtime = build_app(config, Rater(tariff), units)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    worker = runtime.app.Worker(loglevel=args.log_level, quiet=True, redirect_stdouts=False)
-    # Imports (Faust, numba, numpy) leave millions of long-lived objects that every full
-    # collection walks again: tens to hundreds of ms with the event loop stopped, which
-    # was the whole of the API's latency tail. Freeze them out of the collector's sight,
-    # and collect the young generation less often (requests allocate a lot, briefly).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    worker.execute_from_commandline()
+    serve(runtime.app, args.log_level)
     return 0
