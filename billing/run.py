@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from balances.ledger import Ledger, open_ledger
-from balances.model import MAIN, Balance, Filter
+from balances.model import Balance, Filter
 from balances.store import RocksStore, Store, WriteBatch
 from billing import accounts, usage
 from billing.accounts import ALL, REFUSED, RENEWAL, AccountGroup, BillingInputs
@@ -167,7 +167,8 @@ def _balance(grant: Grant) -> Balance:
 
 
 class LedgerRenewer:
-    """Renewals and allowance grants straight against a balances ledger (once per op id)."""
+    """Renewals and allowance grants against a balances ledger, applied as the workers
+    apply them (:func:`engine.account_commands.apply_command`), once per op id."""
 
     def __init__(self, ledger: Ledger, catalog: Catalog) -> None:
         self.ledger, self.catalog = ledger, catalog
@@ -175,28 +176,31 @@ class LedgerRenewer:
     def renew(self, item: BillingInputs, cycle: str, summary: RunSummary) -> BillingInputs:
         """``item`` after debiting its renewals for ``cycle`` (refusals suspend)."""
         refused: list[SubscriptionEvent] = []
+        applied = commands.Applied()
         for renewal in renewals(self.catalog, item.profile, item.events, cycle):
             if any(e.subscription == renewal.subscription for e in refused):
                 continue  # suspended by an earlier period's refusal: nothing more to pay
             if self.ledger.done(renewal.op_id) is not None:
                 continue  # paid by an earlier run (the catch-up of a period)
-            if self.ledger.renew(renewal.account, renewal.amount, op_id=renewal.op_id) is None:
-                main = next(b for b in self.ledger.balances(renewal.account) if b.id == MAIN)
-                why = (f"renewal refused: main balance {main.amount - main.reserved} nanos "
-                       f"cannot cover the fee {renewal.amount}")  # fmt: skip
-                refused.append(_refusal(renewal, why))
-            else:
-                summary.renewals += 1
-        summary.renewals_refused += len(refused)
-        self.grant(item, cycle, summary)
+            commands.apply_command(self.ledger, _renew_command(renewal), applied)
+            outcome = applied.outcomes[-1]
+            if not outcome.ok:
+                refused.append(_refusal(renewal, outcome.reason))
+        summary.renewals += applied.renewed
+        summary.renewals_refused += applied.refused
+        for grant in allowance_grants(self.catalog, item.profile, item.events, cycle):
+            commands.apply_command(self.ledger, _grant_command(grant), applied)
+        summary.allowances += applied.granted
         return _with_events(item, refused)
 
-    def grant(self, item: BillingInputs, cycle: str, summary: RunSummary) -> None:
-        held = {b.id for b in self.ledger.balances(item.profile.account)}
-        for grant in allowance_grants(self.catalog, item.profile, item.events, cycle):
-            if grant.balance_id not in held:
-                self.ledger.add_balance(grant.account, _balance(grant), op_id=grant.op_id)
-                summary.allowances += 1
+
+def _renew_command(r: Renewal) -> commands.Renew:
+    return commands.Renew(account=r.account, amount=r.amount, op_id=r.op_id,
+                          subscription=r.subscription, day=r.period_start)  # fmt: skip
+
+
+def _grant_command(g: Grant) -> commands.Grant:
+    return commands.Grant(account=g.account, balance=_balance(g), op_id=g.op_id)
 
 
 def _with_events(item: BillingInputs, events: list[SubscriptionEvent]) -> BillingInputs:
@@ -325,15 +329,10 @@ def renewal_commands(
     for item in map(_effective, accounts.iter_billing_inputs(store, group)):
         own = renewals(catalog, item.profile, item.events, upcoming)
         known = store.get_many([RENEWAL + r.op_id.encode() for r in own]) if own else []
-        out += [
-            commands.Renew(account=r.account, amount=r.amount, op_id=r.op_id,
-                           subscription=r.subscription, day=r.period_start)
-            for r, outcome in zip(own, known, strict=True) if outcome is None
-        ]  # fmt: skip
-        out += [
-            commands.Grant(account=g.account, balance=_balance(g), op_id=g.op_id)
-            for g in allowance_grants(catalog, item.profile, item.events, upcoming)
-        ]
+        out += [_renew_command(r) for r, outcome in zip(own, known, strict=True)
+                if outcome is None]  # fmt: skip
+        grants = allowance_grants(catalog, item.profile, item.events, upcoming)
+        out += [_grant_command(g) for g in grants]
     return out
 
 
