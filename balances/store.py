@@ -84,8 +84,9 @@ class Store(abc.ABC):
         """The values of ``keys``, in the same order, ``None`` for each missing key."""
 
     @abc.abstractmethod
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Every ``(key, value)`` whose key starts with ``prefix``, keys in byte order.
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, value)`` whose key starts with ``prefix``, keys in byte order;
+        with ``start``, only from the key ``prefix + start`` on.
 
         The scan sees the store as it was when ``scan`` was called: later
         writes do not show in it. Closing the store ends every unfinished
@@ -180,9 +181,11 @@ class MemoryStore(Store):
             _check_bytes("key", key)
         return [data.get(key) for key in keys]
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         _check_bytes("prefix", prefix)
-        rows = sorted(item for item in self._live().items() if item[0].startswith(prefix))
+        first = prefix + start
+        rows = sorted(item for item in self._live().items()
+                      if item[0].startswith(prefix) and item[0] >= first)  # fmt: skip
         scan = _Scan(iter(rows), prefix, "in-memory store")
         self._scans.add(scan)
         return scan
@@ -293,14 +296,24 @@ def _compression_type(name: Compression) -> rocksdict.DBCompressionType:
 
 
 class RocksStore(Store):
-    """A :class:`Store` in a RocksDB directory at ``path`` (created if missing)."""
+    """A :class:`Store` in a RocksDB directory at ``path`` (created if missing).
 
-    def __init__(self, path: Path, options: StoreOptions = StoreOptions()) -> None:
+    ``read_only``: a reader beside the process that has the store open for
+    writing (RocksDB allows any number): it sees the store as it was when
+    opened, and writing raises. Give it ``max_open_files=-1`` so every table
+    file is opened at once; the writer's compactions then delete files this
+    reader still holds open, which stay readable.
+    """
+
+    def __init__(
+        self, path: Path, options: StoreOptions = StoreOptions(), *, read_only: bool = False
+    ) -> None:
         self.path = path
         self.options = options
+        self.read_only = read_only
         self._write_options = options.write_options()
         self._scans: weakref.WeakSet[_Scan] = weakref.WeakSet()
-        self._db: rocksdict.Rdict | None = _open(path, options)
+        self._db: rocksdict.Rdict | None = _open(path, options, read_only)
 
     def __repr__(self) -> str:
         return f"RocksStore({str(self.path)!r})"
@@ -340,14 +353,14 @@ class RocksStore(Store):
             self._fail("reading", exc)
         return values
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         _check_bytes("prefix", prefix)
         db = self._live()
         # No ReadOptions.set_iterate_upper_bound: rocksdict hands RocksDB a pointer
         # into the bound's bytes object without keeping that object alive, so a
         # bound built here dangles once scan() returns. _Scan stops at the prefix end.
         try:
-            items = db.items(from_key=prefix)
+            items = db.items(from_key=prefix + start)
         except Exception as exc:
             self._fail("scanning", exc)
         rows = cast(Iterator[tuple[bytes, bytes]], items)  # raw mode: keys and values are bytes
@@ -357,6 +370,9 @@ class RocksStore(Store):
 
     def write(self, batch: WriteBatch) -> None:
         db = self._live()
+        if self.read_only:
+            msg = f"balance store {self.path} is open read-only: writing {len(batch)} keys refused"
+            raise StoreError(msg)
         if not batch:
             return
         rocks_batch = rocksdict.WriteBatch(raw_mode=True)
@@ -382,7 +398,7 @@ class RocksStore(Store):
             self._fail("closing", exc)
 
 
-def _open(path: Path, options: StoreOptions) -> rocksdict.Rdict:
+def _open(path: Path, options: StoreOptions, read_only: bool = False) -> rocksdict.Rdict:
     if path.exists() and not path.is_dir():
         msg = (
             f"cannot open balance store {path}: it is a file, not a directory. Operator"
@@ -396,7 +412,10 @@ def _open(path: Path, options: StoreOptions) -> rocksdict.Rdict:
         # of an existing store the table options (block cache size, bloom filter) fell
         # back to rocksdict's defaults (an 8 MB cache, no filter) without a word.
         rocks = options.to_options()
-        return rocksdict.Rdict(str(path), rocks, column_families={"default": rocks})
+        kind = rocksdict.AccessType
+        access = kind.read_only() if read_only else kind.read_write()
+        return rocksdict.Rdict(str(path), rocks, column_families={"default": rocks},
+                               access_type=access)  # fmt: skip
     except Exception as exc:  # rocksdict reports RocksDB failures as bare Exception
         raise StoreError(_open_failure(path, exc)) from exc
 

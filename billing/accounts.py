@@ -135,6 +135,8 @@ class AccountGroup:
 
 
 ALL = AccountGroup()
+Span = tuple[bytes, bytes | None]  # accounts from [0] (bytes) up to, not including, [1]
+WHOLE: Span = (b"", None)
 
 
 def iter_profiles(store: Store, group: AccountGroup = ALL) -> Iterator[BillingProfile]:
@@ -291,30 +293,40 @@ def load_billing_inputs(store: Store, account: str) -> BillingInputs | None:
                          load_one_time_charges(store, account))  # fmt: skip
 
 
-def _grouped(store: Store, prefix: bytes) -> Iterator[tuple[bytes, list[bytes]]]:
-    """``(account key, raw values)`` per account under ``prefix``, accounts in byte order."""
-    rows = store.scan(prefix)
+def _grouped(
+    store: Store, prefix: bytes, first: bytes = b""
+) -> Iterator[tuple[bytes, list[bytes]]]:
+    """``(account key, raw values)`` per account under ``prefix`` (from account ``first``
+    on), accounts in byte order."""
+    rows = store.scan(prefix, first)
     start = len(prefix)
     for account, run in groupby(rows, key=lambda kv: kv[0][start : kv[0].index(SEP, start)]):
         yield account, [raw for _, raw in run]
 
 
-def iter_billing_inputs(store: Store, group: AccountGroup = ALL) -> Iterator[BillingInputs]:
-    """Every account of ``group`` with its events and charges, in account (byte) order.
+def iter_billing_inputs(
+    store: Store, group: AccountGroup = ALL, span: Span = WHOLE
+) -> Iterator[BillingInputs]:
+    """Every account of ``group`` (within ``span``) with its events and charges, in
+    account (byte) order.
 
     Three sequential scans (``prof/``, ``sub/``, ``otc/``) merged by account,
     not three reads per account: a million accounts stream in seconds. A small
     list of accounts is read account by account instead.
     """
+    first, stop = span
     if group.accounts is not None and len(group.accounts) <= IMPORT_CHUNK:
         for profile in iter_profiles(store, group):
-            yield BillingInputs(profile, load_subscription_events(store, profile.account),
-                                load_one_time_charges(store, profile.account))  # fmt: skip
+            if _within(profile.account.encode(), span):
+                yield BillingInputs(profile, load_subscription_events(store, profile.account),
+                                    load_one_time_charges(store, profile.account))  # fmt: skip
         return
-    subs, otcs = _grouped(store, SUBSCRIPTION), _grouped(store, ONE_TIME)
+    subs, otcs = _grouped(store, SUBSCRIPTION, first), _grouped(store, ONE_TIME, first)
     sub_next, otc_next = next(subs, None), next(otcs, None)
-    for key, raw in store.scan(PROFILE):
+    for key, raw in store.scan(PROFILE, first):
         account = key[len(PROFILE) :]
+        if stop is not None and account >= stop:
+            return
         while sub_next is not None and sub_next[0] < account:  # events without a profile
             sub_next = next(subs, None)
         while otc_next is not None and otc_next[0] < account:
@@ -331,3 +343,20 @@ def iter_billing_inputs(store: Store, group: AccountGroup = ALL) -> Iterator[Bil
             charges = _by_day([_CHARGE.decode(v) for v in otc_next[1]])
             otc_next = next(otcs, None)
         yield BillingInputs(profile, events, charges)
+
+
+def _within(account: bytes, span: Span) -> bool:
+    return span[0] <= account and (span[1] is None or account < span[1])
+
+
+def split_group(store: Store, group: AccountGroup, parts: int, minimum: int) -> list[Span]:
+    """``group``'s accounts cut into ``parts`` spans of about as many accounts each,
+    or one span of everything when the group has fewer than ``minimum`` accounts."""
+    if parts < 2 or (group.accounts is not None and len(group.accounts) < minimum):
+        return [WHOLE]
+    names = [key[len(PROFILE) :] for key, raw in store.scan(PROFILE)
+             if group == ALL or group.matches(_PROFILE.decode(raw))]  # fmt: skip
+    if len(names) < minimum:
+        return [WHOLE]
+    cuts = [names[len(names) * i // parts] for i in range(1, parts)]
+    return list(zip([b"", *cuts], [*cuts, None], strict=True))

@@ -231,13 +231,13 @@ def traced(tracer: Tracer) -> Iterator[Tracer]:
 
 # -- the measurements -----------------------------------------------------------------
 def measure_run(
-    path: Path, cycle: str, catalog: Catalog, tracer: Tracer | None = None
+    path: Path, cycle: str, catalog: Catalog, tracer: Tracer | None = None, processes: int = 1
 ) -> dict[str, Any]:
     before = load()
     with RocksStore(path) as store:
         started = time.perf_counter()
         if tracer is None:
-            summary = run.run_on(store, cycle, catalog=catalog, actor=ACTOR)
+            summary = run.run_on(store, cycle, catalog=catalog, actor=ACTOR, processes=processes)
         else:
             with traced(tracer):
                 summary = run.run_on(store, cycle, catalog=catalog, actor=ACTOR)
@@ -304,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the last run's store (in --store or a temp folder)",
     )
     p.add_argument("--repeat", type=int, default=3, help="measured runs (median)")
+    p.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                   help="processes of the measured runs (the breakdown run uses one)")  # fmt: skip
     p.add_argument("--no-breakdown", action="store_true")
     p.add_argument("--render", type=int, default=2000, help="invoices to render and send (0: none)")
     args = p.parse_args(argv)
@@ -318,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         source, result["population"] = population(folder, spec, catalog)
         runs = []
         for k in range(args.repeat):
-            runs.append(measure_run(clone(source, work), args.cycle, catalog))
+            runs.append(measure_run(clone(source, work), args.cycle, catalog,
+                                    processes=args.processes))  # fmt: skip
             say(f"run {k + 1}/{args.repeat}: {runs[-1]}")
         if runs:
             seconds = statistics.median(r["seconds"] for r in runs)
             result |= {"drafted": runs[-1]["drafted"], "seconds": seconds,
+                       "processes": args.processes,
                        "accounts_per_s": round(args.accounts / seconds), "runs": runs}  # fmt: skip
         if not args.no_breakdown:
             tracer = Tracer()
@@ -332,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"breakdown run: {traced_run}")
         if args.render:
             if not work.exists():  # nothing drafted yet: an unmeasured run first
-                measure_run(clone(source, work), args.cycle, catalog)
+                measure_run(clone(source, work), args.cycle, catalog, processes=args.processes)
             result |= measure_after(work, args.cycle, catalog, args.render, folder / "outbox")
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"

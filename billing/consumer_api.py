@@ -20,6 +20,7 @@ wants ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -184,7 +185,7 @@ class BillingApi:
             try:
                 summary = await asyncio.to_thread(
                     run_on, billing.store, body.cycle, group=group, catalog=self.catalog,
-                    actor=body.actor,
+                    actor=body.actor, processes=os.cpu_count() or 1,
                 )  # fmt: skip
             finally:
                 billing.closed.forget()  # marks moved

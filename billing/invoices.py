@@ -240,6 +240,18 @@ class InvoiceStore:
     ) -> int:
         """Write draft invoices and the caller's ``extra`` keys (``None`` deletes) in one
         batch; returns the drafts written (issued ones and unchanged drafts are skipped)."""
+        batch = WriteBatch()
+        written = self.stage_drafts(invoices, actor, batch)
+        for key, value in extra.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.store.write(batch)
+        return written
+
+    def stage_drafts(self, invoices: Sequence[Invoice], actor: str, batch: WriteBatch) -> int:
+        """:meth:`put_drafts` into the caller's ``batch``, which the caller writes."""
         ids = [inv.invoice_id for inv in invoices]
         if len(set(ids)) != len(ids):
             msg = "put_drafts: the same invoice id twice in one batch"
@@ -250,7 +262,7 @@ class InvoiceStore:
                 msg = f"invoice {inv.invoice_id}: only drafts (no number) are put, got {got}"
                 raise InvoiceStateError(msg)
         at = self._clock()
-        batch, written = WriteBatch(), []
+        written = []
         for inv, old in zip(invoices, self.get_many(ids), strict=True):
             if old is not None and old.status is not DRAFT:
                 continue  # issued, paid or cancelled: immutable
@@ -264,12 +276,6 @@ class InvoiceStore:
             self._stage(batch, new, old)
             written.append(new)
         search.point_last(self.store, batch, written)
-        for key, value in extra.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self.store.write(batch)
         return len(written)
 
     def _number(self, issuer: str, day: date, counters: dict[bytes, int]) -> str:

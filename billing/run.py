@@ -40,7 +40,15 @@ from balances.ledger import Ledger, open_ledger
 from balances.model import Balance, Filter
 from balances.store import RocksStore, Store, WriteBatch
 from billing import accounts, usage
-from billing.accounts import ALL, REFUSED, RENEWAL, AccountGroup, BillingInputs
+from billing.accounts import (
+    ALL,
+    REFUSED,
+    RENEWAL,
+    WHOLE,
+    AccountGroup,
+    BillingInputs,
+    Span,
+)
 from billing.catalog import SAMPLE_CATALOG, Catalog, load_catalog
 from billing.charges import (
     Grant,
@@ -62,6 +70,7 @@ from billing.model import (
 from engine import account_commands as commands
 
 CHUNK = 2_000
+PARALLEL_MIN = 20_000  # accounts: a smaller run is not worth starting processes for
 _RUN = b"run/"
 
 
@@ -77,6 +86,14 @@ class RunSummary:
     allowances: int = 0
     totals: dict[str, int] = field(default_factory=dict)  # currency → total of this run's drafts
     seconds: float = 0.0
+
+    def add(self, other: RunSummary) -> None:
+        """Count ``other`` (the same cycle's run of another span) in."""
+        for name in ("accounts", "drafted", "already", "pending", "renewals",
+                     "renewals_refused", "allowances"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for currency, total in other.totals.items():
+            self.totals[currency] = self.totals.get(currency, 0) + total
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -106,9 +123,9 @@ class _Drafted:
     large value (the consumer's ``seen/`` id lists: ~90 µs per key measured).
     """
 
-    def __init__(self, store: Store, cycle: str) -> None:
+    def __init__(self, store: Store, cycle: str, first: bytes = b"") -> None:
         prefix = _RUN + cycle.encode() + b"/"
-        self._marks = (key[len(prefix) :] for key, _ in store.scan(prefix))
+        self._marks = (key[len(prefix) :] for key, _ in store.scan(prefix, first))
         self._next = next(self._marks, None)
 
     def has(self, account: str) -> bool:
@@ -119,7 +136,7 @@ class _Drafted:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off during a run.
 
     A run allocates millions of short-lived objects (lines, invoices, decoded
@@ -238,25 +255,68 @@ def run_on(
     ledger: Ledger | None = None,
     chunk: int = CHUNK,
     after_chunk: Callable[[int], None] | None = None,
+    processes: int = 1,
 ) -> RunSummary:
-    """Draft the invoices of ``cycle`` for ``group`` in ``store`` (see the module doc)."""
+    """Draft the invoices of ``cycle`` for ``group`` in ``store`` (see the module doc).
+
+    ``processes`` > 1 splits a large group of a :class:`RocksStore` into that
+    many spans of accounts drafted in parallel (:mod:`billing.processes`);
+    this process still makes every write. A run with a ``ledger`` stays in
+    one process (the ledger is this process's).
+    """
     parse_cycle(cycle)
-    with _collector_paused():
-        return _run_on(store, cycle, group, catalog, actor, ledger, chunk, after_chunk)
-
-
-def _run_on(
-    store: Store, cycle: str, group: AccountGroup, catalog: Catalog, actor: str,
-    ledger: Ledger | None, chunk: int, after_chunk: Callable[[int], None] | None,
-) -> RunSummary:  # fmt: skip
     started = time.perf_counter()
     summary = RunSummary(cycle)
+    with collector_paused():
+        spans = [WHOLE]
+        if processes > 1 and ledger is None and isinstance(store, RocksStore):
+            spans = accounts.split_group(store, group, processes, PARALLEL_MIN)
+        if len(spans) > 1:
+            assert isinstance(store, RocksStore)
+            from billing.processes import run_spans  # spawns the span processes
+
+            run_spans(store, spans, DraftJob(cycle, group, catalog, actor, chunk), summary,
+                      after_chunk)  # fmt: skip
+        else:
+            writes = chunk_writes(store, DraftJob(cycle, group, catalog, actor, chunk), summary,
+                                  ledger=ledger)  # fmt: skip
+            for number, batch in writes:
+                store.write(batch)
+                if after_chunk is not None:
+                    after_chunk(number)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class DraftJob:
+    """What a run drafts: the same in every process of a split run."""
+
+    cycle: str
+    group: AccountGroup
+    catalog: Catalog
+    actor: str
+    chunk: int = CHUNK
+
+
+def chunk_writes(
+    store: Store, job: DraftJob, summary: RunSummary, *, span: Span = WHOLE,
+    ledger: Ledger | None = None,
+) -> Iterator[tuple[int, WriteBatch]]:  # fmt: skip
+    """Per chunk of the job's accounts in ``span``: its number and ONE batch holding its
+    drafts, the accounts' cycle-closed marks and the run's progress marks.
+
+    The caller writes each batch before asking for the next (with a ``ledger``,
+    the renewals' suspensions are written here, and the ledger checkpointed
+    before the batch is handed out: a re-run finds renewals done, never twice).
+    """
+    cycle, catalog = job.cycle, job.catalog
     invoices = InvoiceStore(store)
     renewer = LedgerRenewer(ledger, catalog) if ledger is not None else None
     upcoming = next_cycle(cycle)
-    inputs = map(_effective, accounts.iter_billing_inputs(store, group))
-    drafted = _Drafted(store, cycle)
-    for number, items in enumerate(_chunks(inputs, chunk)):
+    inputs = map(_effective, accounts.iter_billing_inputs(store, job.group, span))
+    drafted = _Drafted(store, cycle, span[0])
+    for number, items in enumerate(_chunks(inputs, job.chunk)):
         summary.accounts += len(items)
         todo = [i for i in items if not drafted.has(i.profile.account)]
         summary.already += len(items) - len(todo)
@@ -272,18 +332,14 @@ def _run_on(
         drafts = _drafts(invoices, catalog, store, todo, cycle)
         batch = WriteBatch()
         usage.close_cycle(store, [i.profile.account for i in todo], cycle, batch)
-        extra: dict[bytes, bytes | None] = dict(batch.operations())
         for draft in drafts:
-            extra[_progress_key(cycle, draft.account)] = b"1"
+            batch.put(_progress_key(cycle, draft.account), b"1")
             summary.totals[draft.currency] = summary.totals.get(draft.currency, 0) + draft.total
         if ledger is not None:
-            ledger.checkpoint()  # balances first: a re-run finds renewals done, never twice
-        invoices.put_drafts(drafts, actor, extra)
+            ledger.checkpoint()
+        invoices.stage_drafts(drafts, job.actor, batch)
         summary.drafted += len(drafts)
-        if after_chunk is not None:
-            after_chunk(number)
-    summary.seconds = time.perf_counter() - started
-    return summary
+        yield number, batch
 
 
 def _settled(
@@ -420,6 +476,7 @@ def run_cycle(
     catalog_path: Path | None = None,
     actor: str = "billing-run",
     balances: Path | None = None,
+    processes: int = 1,
 ) -> RunSummary:
     """``ratewire billing run``: :func:`run_on` over the billing store at ``store_path``."""
     catalog = load_catalog(catalog_path or SAMPLE_CATALOG)
@@ -427,7 +484,8 @@ def run_cycle(
     ledger = open_ledger(balances) if balances is not None else None
     try:
         with RocksStore(store_path) as store:
-            return run_on(store, cycle, group=group, catalog=catalog, actor=actor, ledger=ledger)
+            return run_on(store, cycle, group=group, catalog=catalog, actor=actor, ledger=ledger,
+                          processes=processes)  # fmt: skip
     finally:
         if ledger is not None:
             ledger.close()

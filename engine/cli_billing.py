@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -139,13 +140,24 @@ def _selection(invoices: InvoiceStore, args: argparse.Namespace) -> list[str]:
     return ids
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from billing.run import run_cycle  # the lead's mass run; imported only when used
 
     summary = run_cycle(
         args.billing, args.cycle, accounts=args.account or None, reseller=args.reseller,
         segment=args.segment, bill_day=args.bill_day, catalog_path=args.catalog,
-        actor=args.actor, balances=args.balances,
+        actor=args.actor, balances=args.balances, processes=args.processes,
     )  # fmt: skip
     answer: dict[str, Any] = summary.as_dict()
     return answer
@@ -302,6 +314,10 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--bill-day", type=int, help="only accounts billed on this day (1-28)")
     run.add_argument("--catalog", type=Path, help="product catalog (default: the sample)")
     run.add_argument("--balances", type=Path, help="balances state folder: prepaid renewals")
+    run.add_argument(
+        "--processes", type=_count, default=os.cpu_count() or 1,
+        help="draft large runs in this many processes (default: one per core)",
+    )  # fmt: skip
     renew = actions.add_parser("renew", help="ask the workers to renew prepaid fees and grant "
                                "allowances for the cycle after --cycle")  # fmt: skip
     _common(renew)

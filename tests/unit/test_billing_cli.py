@@ -226,11 +226,17 @@ def test_run_calls_the_mass_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setitem(sys.modules, "billing.run", fake)
     got = answer("billing", "run", "--billing", str(tmp_path), "--cycle", "2026-11",
                  "--reseller", "r", "--account", "a", "--account", "b", "--bill-day", "5",
-                 "--actor", "ops")  # fmt: skip
+                 "--actor", "ops", "--processes", "3")  # fmt: skip
     assert got == {"cycle": "2026-11", "drafted": 2}
     assert calls == [(tmp_path, "2026-11", {
         "accounts": ["a", "b"], "reseller": "r", "segment": None, "bill_day": 5,
-        "catalog_path": None, "actor": "ops", "balances": None})]  # fmt: skip
+        "catalog_path": None, "actor": "ops", "balances": None, "processes": 3})]  # fmt: skip
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        ratewire("billing", "run", "--billing", str(tmp_path), "--cycle", "2026-11",
+                 "--processes", "0")  # fmt: skip
+    assert exited.value.code == 2
+    assert "--processes: expected a whole number of at least 1, got '0'" in err.getvalue()
 
 
 def test_send_to_an_unreachable_broker_sends_nothing(billing: str, tmp_path: Path) -> None:

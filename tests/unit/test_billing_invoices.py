@@ -74,8 +74,8 @@ class FlakyStore(Store):
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return self.inner.get_many(keys)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self.inner.scan(prefix)
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return self.inner.scan(prefix, start)
 
     def write(self, batch: WriteBatch) -> None:
         self.writes += 1

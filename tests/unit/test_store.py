@@ -210,6 +210,41 @@ def test_scan_by_prefix(store: Store, prefix: bytes, expected: list[bytes]) -> N
     assert list(store.scan(prefix)) == [(key, key * 2) for key in expected]
 
 
+@pytest.mark.parametrize(
+    ("prefix", "start", "expected"),
+    [
+        (b"a", b"\x00b", [b"a\x00b", b"ab", b"a\xff", b"a\xff\xff"]),
+        (b"a", b"b", [b"ab", b"a\xff", b"a\xff\xff"]),
+        (b"a", b"c", [b"a\xff", b"a\xff\xff"]),
+        (b"a", b"\xff\xff\x00", []),
+        (b"\xff", b"", [b"\xff", b"\xff\x00", b"\xff\xff", b"\xff\xff\x00", b"\xff\xff\xff"]),
+        (b"", b"\xff\xff\xff", [b"\xff\xff\xff"]),
+    ],
+)
+def test_scan_from_a_start_key(
+    store: Store, prefix: bytes, start: bytes, expected: list[bytes]
+) -> None:
+    put_all(store, {key: key * 2 for key in BYTE_ORDER_KEYS})
+    assert [key for key, _ in store.scan(prefix, start)] == expected
+
+
+def test_a_read_only_rocks_store_reads_beside_the_writer_and_refuses_writes(
+    tmp_path: Path,
+) -> None:
+    with RocksStore(tmp_path / "db") as writer:
+        put_all(writer, {b"k/1": b"1", b"k/2": b"2"})  # in the write-ahead log only
+        reader = RocksStore(tmp_path / "db", StoreOptions(max_open_files=-1), read_only=True)
+        with reader:
+            put_all(writer, {b"k/3": b"3"})
+            assert list(reader.scan(b"k/")) == [(b"k/1", b"1"), (b"k/2", b"2")]  # as opened
+            batch = WriteBatch()
+            batch.put(b"k/4", b"4")
+            with pytest.raises(StoreError, match="open read-only: writing 1 keys refused"):
+                reader.write(batch)
+        assert writer.get(b"k/4") is None
+        assert writer.get(b"k/3") == b"3"
+
+
 def test_scan_sees_the_store_as_of_the_call(store: Store) -> None:
     put_all(store, {b"p/1": b"1", b"p/2": b"2"})
     scan = store.scan(b"p/")
