@@ -47,6 +47,7 @@ from billing.invoices import InvoiceStore
 from billing.outbox import send
 from billing.population import Spec, build
 from billing.render import Renderer
+from billing.storage import open_store
 
 ACTOR = "bench"
 
@@ -72,7 +73,7 @@ def population(folder: Path, spec: Spec, catalog: Catalog) -> tuple[Path, dict[s
     shutil.rmtree(path, ignore_errors=True)
     manifest.unlink(missing_ok=True)
     say(f"building {spec.accounts:,} accounts in {path}")
-    with RocksStore(path) as store:
+    with open_store(path) as store:
         report = build(store, spec, catalog, progress=say).as_dict()
     manifest.write_text(json.dumps({"spec": wanted, "report": report}))
     say(f"population built in {report['seconds']['total']:.1f} s")
@@ -234,7 +235,7 @@ def measure_run(
     path: Path, cycle: str, catalog: Catalog, tracer: Tracer | None = None, processes: int = 1
 ) -> dict[str, Any]:
     before = load()
-    with RocksStore(path) as store:
+    with open_store(path) as store:
         started = time.perf_counter()
         if tracer is None:
             summary = run.run_on(store, cycle, catalog=catalog, actor=ACTOR, processes=processes)
@@ -250,7 +251,7 @@ def measure_run(
 def measure_after(path: Path, cycle: str, catalog: Catalog, render: int, outbox: Path
                   ) -> dict[str, Any]:  # fmt: skip
     out: dict[str, Any] = {}
-    with RocksStore(path) as store:
+    with open_store(path) as store:
         inv = InvoiceStore(store)
         started = time.perf_counter()
         ids = inv.ids(cycle)

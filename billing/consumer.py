@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 
 import faust
 
-from balances.store import RocksStore, Store, StoreOptions
+from balances.store import Store
 from billing.accounts import EventWriter, check_event
 from billing.events import (
     BillingEvent,
@@ -46,6 +46,7 @@ from billing.events import (
     decode_events,
 )
 from billing.exceptions import BillingError
+from billing.storage import open_store
 from billing.tally import BadLine, Rated, decode_rated
 from billing.usage import ClosedCycles, ProfileCache, UsageBook, load_offsets, offset_key
 from engine import kafka_transport
@@ -314,7 +315,7 @@ def build_app(config: ConsumerConfig) -> Runtime:
             batch_events=config.batch_events,
         ),
     )
-    store = RocksStore(config.billing, StoreOptions())
+    store = open_store(config.billing)
     runtime = Runtime(config, app, Billing(store, remember=config.remember))
     app.runtime = runtime
     source = app.topic(RATED, BILLING_EVENTS, key_serializer="raw", value_serializer="raw")

@@ -42,6 +42,7 @@ from billing import search
 from billing.cycles import local_day
 from billing.exceptions import BillingError, InvoiceStateError, UnknownInvoiceError
 from billing.model import Invoice, InvoiceEvent, InvoiceStatus, LineKind
+from billing.search import Pointer
 from tariffs.money import format_amount
 
 OPERATOR_PREFIX = "RW"
@@ -199,10 +200,13 @@ class InvoiceStore:
         found = iter(self.get_many([i for i in ids if i is not None]))
         return [None if i is None else next(found) for i in ids]
 
-    def previous(self, accounts: Sequence[str], *, before: str) -> list[Previous | None]:
+    def previous(
+        self, accounts: Sequence[str], *, before: str, pointers: Sequence[Pointer] | None = None
+    ) -> list[Previous | None]:
         """:meth:`last_invoices` before ``before`` as a run reads them: :class:`Previous`,
-        about a third of the decoding of whole invoices."""
-        ids = self._last_ids(accounts, before)
+        about a third of the decoding of whole invoices. ``pointers``: the accounts'
+        :func:`search.pointers` if the caller has read them."""
+        ids = self._last_ids(accounts, before, pointers)
         raws = iter(self.store.get_many([invoice_key(i) for i in ids if i is not None]))
         out: list[Previous | None] = []
         for i in ids:
@@ -210,9 +214,13 @@ class InvoiceStore:
             out.append(None if raw is None else _PREVIOUS.decode(raw))
         return out
 
-    def _last_ids(self, accounts: Sequence[str], before: str | None) -> list[str | None]:
+    def _last_ids(
+        self, accounts: Sequence[str], before: str | None, pointers: Sequence[Pointer] | None = None
+    ) -> list[str | None]:
         ids: list[str | None] = []
-        for account, pointer in zip(accounts, search.pointers(self.store, accounts), strict=True):
+        if pointers is None:
+            pointers = search.pointers(self.store, accounts)
+        for account, pointer in zip(accounts, pointers, strict=True):
             if pointer is not None and before is not None and pointer[0] >= before:
                 pointer = search.latest(self.store, account, before=before)
             ids.append(None if pointer is None else pointer[1])
@@ -250,8 +258,15 @@ class InvoiceStore:
         self.store.write(batch)
         return written
 
-    def stage_drafts(self, invoices: Sequence[Invoice], actor: str, batch: WriteBatch) -> int:
-        """:meth:`put_drafts` into the caller's ``batch``, which the caller writes."""
+    def stage_drafts(
+        self, invoices: Sequence[Invoice], actor: str, batch: WriteBatch,
+        pointers: Mapping[str, Pointer] | None = None,
+    ) -> int:  # fmt: skip
+        """:meth:`put_drafts` into the caller's ``batch``, which the caller writes.
+
+        ``pointers``: the accounts' :func:`search.pointers` as they are in the store,
+        if the caller has read them.
+        """
         ids = [inv.invoice_id for inv in invoices]
         if len(set(ids)) != len(ids):
             msg = "put_drafts: the same invoice id twice in one batch"
@@ -275,7 +290,7 @@ class InvoiceStore:
             new = replace(inv, history=[*history, event])
             self._stage(batch, new, old)
             written.append(new)
-        search.point_last(self.store, batch, written)
+        search.point_last(self.store, batch, written, pointers)
         return len(written)
 
     def _number(self, issuer: str, day: date, counters: dict[bytes, int]) -> str:

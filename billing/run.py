@@ -39,7 +39,7 @@ from typing import Any
 from balances.ledger import Ledger, open_ledger
 from balances.model import Balance, Filter
 from balances.store import RocksStore, Store, WriteBatch
-from billing import accounts, usage
+from billing import accounts, search, usage
 from billing.accounts import (
     ALL,
     REFUSED,
@@ -67,6 +67,8 @@ from billing.model import (
     SubscriptionAction,
     SubscriptionEvent,
 )
+from billing.search import Pointer
+from billing.storage import open_store
 from engine import account_commands as commands
 
 CHUNK = 2_000
@@ -329,15 +331,17 @@ def chunk_writes(
             todo = _settled(store, catalog, todo, upcoming, summary)
         if not todo:
             continue
-        drafts = _drafts(invoices, catalog, store, todo, cycle)
+        names = [i.profile.account for i in todo]
+        pointers = search.pointers(store, names)  # read once: the previous invoices, the index
+        drafts = _drafts(invoices, catalog, store, todo, cycle, pointers)
         batch = WriteBatch()
-        usage.close_cycle(store, [i.profile.account for i in todo], cycle, batch)
+        usage.close_cycle(store, names, cycle, batch)
         for draft in drafts:
             batch.put(_progress_key(cycle, draft.account), b"1")
             summary.totals[draft.currency] = summary.totals.get(draft.currency, 0) + draft.total
         if ledger is not None:
             ledger.checkpoint()
-        invoices.stage_drafts(drafts, job.actor, batch)
+        invoices.stage_drafts(drafts, job.actor, batch, dict(zip(names, pointers, strict=True)))
         summary.drafted += len(drafts)
         yield number, batch
 
@@ -403,7 +407,7 @@ def renew_cycle(
     from engine.produce import send_commands
 
     catalog = load_catalog(catalog_path or SAMPLE_CATALOG)
-    with RocksStore(store_path) as store:
+    with open_store(store_path) as store:
         asked = renewal_commands(store, cycle, group=group, catalog=catalog)
     asyncio.run(send_commands(bootstrap_of(broker), asked))
     renews = sum(isinstance(c, commands.Renew) for c in asked)
@@ -412,11 +416,11 @@ def renew_cycle(
 
 def _drafts(
     invoices: InvoiceStore, catalog: Catalog, store: Store, items: list[BillingInputs],
-    cycle: str,
+    cycle: str, pointers: Sequence[Pointer],
 ) -> list[Invoice]:  # fmt: skip
     names = [i.profile.account for i in items]
     totals = usage.read_totals(store, names, cycle)
-    previous = invoices.previous(names, before=cycle)
+    previous = invoices.previous(names, before=cycle, pointers=pointers)
     drafts = []
     for item, own, last in zip(items, totals, previous, strict=True):
         profile = item.profile
@@ -483,7 +487,7 @@ def run_cycle(
     group = AccountGroup(frozenset(accounts) if accounts else None, reseller, segment, bill_day)
     ledger = open_ledger(balances) if balances is not None else None
     try:
-        with RocksStore(store_path) as store:
+        with open_store(store_path) as store:
             return run_on(store, cycle, group=group, catalog=catalog, actor=actor, ledger=ledger,
                           processes=processes)  # fmt: skip
     finally:

@@ -126,17 +126,29 @@ def last_key(account: str) -> bytes:
     return LAST_INDEX + account.encode()
 
 
-def pointers(store: Store, accounts: Sequence[str]) -> list[tuple[str, str] | None]:
+Pointer = tuple[str, str] | None  # an account's latest live invoice: (cycle, id)
+
+
+def pointers(store: Store, accounts: Sequence[str]) -> list[Pointer]:
     """Each account's latest live invoice as (cycle, id), from ``idx/last/``, in one read."""
     raws = store.get_many([last_key(a) for a in accounts])
     return [None if raw is None else _POINTER.decode(raw) for raw in raws]
 
 
-def point_last(store: Store, batch: WriteBatch, invoices: Sequence[Invoice]) -> None:
-    """Move each account's ``idx/last`` pointer to the newest of ``invoices`` if newer."""
+def point_last(
+    store: Store, batch: WriteBatch, invoices: Sequence[Invoice],
+    known: Mapping[str, Pointer] | None = None,
+) -> None:  # fmt: skip
+    """Move each account's ``idx/last`` pointer to the newest of ``invoices`` if newer.
+
+    ``known``: pointers the caller read (:func:`pointers`), current as the store is.
+    """
     mine = [inv for inv in invoices if live(inv)]
-    current = dict(zip([inv.account for inv in mine],
-                       pointers(store, [inv.account for inv in mine]), strict=True))  # fmt: skip
+    names = [inv.account for inv in mine]
+    if known is not None and all(name in known for name in names):
+        current = {name: known[name] for name in names}
+    else:
+        current = dict(zip(names, pointers(store, names), strict=True))
     for inv in mine:
         pointer = (inv.cycle, inv.invoice_id)
         held = current[inv.account]

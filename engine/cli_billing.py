@@ -32,13 +32,13 @@ from typing import Any
 
 import msgspec
 
-from balances.store import RocksStore
 from billing.cycles import parse_cycle
 from billing.exceptions import UnknownInvoiceError
 from billing.invoices import InvoiceStore, as_day
 from billing.model import InvoiceStatus
 from billing.render import DEFAULT_DECIMALS, Renderer
 from billing.search import STATUSES, Filters, as_row, money
+from billing.storage import open_store
 from engine import cli_billing_consume
 from engine.cli_accounts import check_id
 from engine.exceptions import RatewireError, UsageInputError
@@ -58,7 +58,7 @@ def _invoices(path: Path) -> Iterator[InvoiceStore]:
     if not path.is_dir():
         msg = f"--billing {path}: no billing store there (`ratewire billing run` creates it)"
         raise UsageInputError(msg)
-    with RocksStore(path) as store:
+    with open_store(path) as store:
         yield InvoiceStore(store)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from balances.ledger import open_ledger
 from balances.model import MAIN
 from balances.model import Mode as BalanceMode
-from balances.store import RocksStore
 from billing import accounts
 from billing.catalog import load_catalog
 from billing.invoices import InvoiceStore
@@ -27,6 +26,7 @@ from billing.model import SubscriptionEvent as Event
 from billing.outbox import send
 from billing.render import Renderer
 from billing.run import run_on
+from billing.storage import open_store
 from billing.usage import ClosedCycles, ProfileCache, UsageBook
 from loadtest.accounts import scenario_accounts
 from loadtest.generator import Scenario
@@ -50,7 +50,7 @@ def billing_step(out: Path, scenario: Scenario, say: Callable[[str], object]) ->
     say(f"6. billing: {len(profiles):,} accounts billed on the 1st (Berlin, VAT 19 %), on "
         "Mobile M (postpaid) or Go prepaid since 2026-10-15;\n"
         "   step 5's day summed per account as the billing consumer sums rated-cdrs\n")  # fmt: skip
-    with RocksStore(store_path) as store:
+    with open_store(store_path) as store:
         accounts.import_profiles(store, profiles)
         writer = accounts.EventWriter(store)
         for p in profiles:
