@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, NoReturn, Self, cast
@@ -63,6 +63,19 @@ class WriteBatch:
     def delete(self, key: bytes) -> None:
         _check_bytes("key", key)
         self._ops[key] = None
+
+    @classmethod
+    def of(cls, operations: Iterable[tuple[bytes, bytes | None]]) -> WriteBatch:
+        """A batch of ``(key, value)`` operations (``None`` value: a delete), in order."""
+        batch = cls()
+        ops = batch._ops
+        for key, value in operations:
+            if type(key) is not bytes or (value is not None and type(value) is not bytes):
+                _check_bytes("key", key)
+                if value is not None:
+                    _check_bytes("value", value)
+            ops[key] = value
+        return batch
 
     def operations(self) -> Iterator[tuple[bytes, bytes | None]]:
         """Each touched key with its new value, or ``None`` if it is deleted."""

@@ -147,11 +147,16 @@ def account_charges(
     cycle: str,
     usage_lines: Sequence[InvoiceLine],
     advance_billed: Mapping[tuple[str, str], int],
+    timelines: list[Timeline] | None = None,
 ) -> Charges:
-    """Every line of ``profile``'s invoice for ``cycle`` (see the module doc for the rules)."""
+    """Every line of ``profile``'s invoice for ``cycle`` (see the module doc for the rules).
+
+    ``timelines``: ``fold(events, …)`` if the caller has it.
+    """
     run = _run(catalog, cycle, profile.bill_day, profile.currency)
     rates = _tax_rates(catalog, profile)
-    timelines = fold(events, profile.account, catalog.products)
+    if timelines is None:
+        timelines = fold(events, profile.account, catalog.products)
     lines: list[InvoiceLine] = []
     used = 0
     for line in usage_lines:
@@ -244,6 +249,31 @@ def renewals(
     return out
 
 
+def renewal_ids(
+    catalog: Catalog, profile: BillingProfile, timelines: list[Timeline], cycle: str
+) -> list[str]:
+    """The op ids of :func:`renewals` (same order) without pricing them: what a run
+    looks the outcomes up by. ``timelines``: the account's :func:`fold`."""
+    if profile.mode is not Mode.PREPAID:
+        return []
+    run = _run(catalog, cycle, profile.bill_day, profile.currency)
+    before = span_of_index(run.cycle.index - 1, profile.bill_day)
+    out = []
+    day = profile.bill_day
+    for paid_in in (before, run.cycle):
+        for timeline in timelines:
+            sub = timeline.subscription
+            for product in _products(catalog, profile, timeline):
+                for fee in product.recurring:
+                    if paid_period(timeline, product.id, fee, paid_in, day) is not None:
+                        out.append(_op_id(profile.account, sub, fee.id, paid_in.name))
+    return out
+
+
+def _op_id(account: str, subscription: str, fee: str, cycle: str) -> str:
+    return f"renew:{account}:{subscription}:{fee}:{cycle}"
+
+
 def _renewals(
     profile: BillingProfile, cycle: str, lines: list[InvoiceLine], discounts: list[int]
 ) -> list[Renewal]:
@@ -266,7 +296,7 @@ def _renewals(
                 valid_from_us=midnight_us(start, profile.timezone),
                 valid_until_us=midnight_us(end, profile.timezone),
                 rule=line.rule,
-                op_id=f"renew:{profile.account}:{line.subscription}:{line.fee}:{cycle}",
+                op_id=_op_id(profile.account, line.subscription, line.fee, cycle),
             )
         )
     return out

@@ -79,7 +79,7 @@ def run_spans(
                 span, process = running[conn]
                 message = _receive(conn, span, job.cycle)
                 if isinstance(message, _Chunk):
-                    store.write(_batch(message.ops))
+                    store.write(WriteBatch.of(message.ops))
                     if after_chunk is not None:
                         after_chunk(written)
                     written += 1
@@ -108,16 +108,6 @@ def _receive(conn: Connection, span: Span, cycle: str) -> _Chunk | _Done | _Fail
         raise BillingError(msg) from None
     message: _Chunk | _Done | _Failed = _DECODER.decode(raw)
     return message
-
-
-def _batch(ops: _Ops) -> WriteBatch:
-    batch = WriteBatch()
-    for key, value in ops:
-        if value is None:
-            batch.delete(key)
-        else:
-            batch.put(key, value)
-    return batch
 
 
 def _name(span: Span) -> str:

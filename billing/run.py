@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from balances.ledger import Ledger, open_ledger
 from balances.model import Balance, Filter
@@ -56,6 +56,7 @@ from billing.charges import (
     account_charges,
     advance_billed_of,
     allowance_grants,
+    renewal_ids,
     renewals,
 )
 from billing.cycles import cycle_bounds, next_cycle, parse_cycle
@@ -69,6 +70,7 @@ from billing.model import (
 )
 from billing.search import Pointer
 from billing.storage import open_store
+from billing.subscriptions import Timeline, fold
 from engine import account_commands as commands
 
 CHUNK = 2_000
@@ -327,13 +329,14 @@ def chunk_writes(
             suspensions = [e for i in todo for e in i.events if e.event_id.startswith(REFUSED)]
             if suspensions:
                 accounts.put_subscription_events(store, suspensions)
-        else:
-            todo = _settled(store, catalog, todo, upcoming, summary)
-        if not todo:
+        folded = [_Folded(i, fold(i.events, i.profile.account, catalog.products)) for i in todo]
+        if renewer is None:
+            folded = _settled(store, catalog, folded, upcoming, summary)
+        if not folded:
             continue
-        names = [i.profile.account for i in todo]
+        names = [f.item.profile.account for f in folded]
         pointers = search.pointers(store, names)  # read once: the previous invoices, the index
-        drafts = _drafts(invoices, catalog, store, todo, cycle, pointers)
+        drafts = _drafts(invoices, catalog, store, folded, cycle, pointers)
         batch = WriteBatch()
         usage.close_cycle(store, names, cycle, batch)
         for draft in drafts:
@@ -346,23 +349,29 @@ def chunk_writes(
         yield number, batch
 
 
+class _Folded(NamedTuple):
+    item: BillingInputs
+    timelines: list[Timeline]  # fold(item.events): read by renewals and pricing
+
+
 def _settled(
-    store: Store, catalog: Catalog, items: list[BillingInputs], upcoming: str,
-    summary: RunSummary,
-) -> list[BillingInputs]:  # fmt: skip
+    store: Store, catalog: Catalog, items: list[_Folded], upcoming: str, summary: RunSummary
+) -> list[_Folded]:
     """The items whose renewals all have an outcome (refusals already stored as suspensions).
 
     A refused renewal suspended its subscription, so :func:`renewals` no longer
     lists it: refusals are counted from the suspensions of this cycle and the next.
     """
     counted = (next_cycle(upcoming, -1), upcoming)
-    wanted = [(i, renewals(catalog, i.profile, i.events, upcoming))
-              if i.profile.mode is Mode.PREPAID else (i, []) for i in items]  # fmt: skip
-    keys = [RENEWAL + r.op_id.encode() for _, own in wanted for r in own]
+    wanted = [[RENEWAL + op.encode() for op in renewal_ids(catalog, f.item.profile, f.timelines,
+                                                           upcoming)]
+              if f.item.profile.mode is Mode.PREPAID else [] for f in items]  # fmt: skip
+    keys = [key for own in wanted for key in own]
     known = dict(zip(keys, store.get_many(keys), strict=True)) if keys else {}
     ready = []
-    for item, own in wanted:
-        outcomes = [known[RENEWAL + r.op_id.encode()] for r in own]
+    for folded, own in zip(items, wanted, strict=True):
+        item = folded.item
+        outcomes = [known[key] for key in own]
         if any(o is None for o in outcomes):
             summary.pending += 1
             continue
@@ -371,7 +380,7 @@ def _settled(
             e.event_id.startswith(REFUSED) and e.event_id.rsplit(":", 1)[-1] in counted
             for e in item.events
         )
-        ready.append(item)
+        ready.append(folded)
     return ready
 
 
@@ -415,18 +424,18 @@ def renew_cycle(
 
 
 def _drafts(
-    invoices: InvoiceStore, catalog: Catalog, store: Store, items: list[BillingInputs],
+    invoices: InvoiceStore, catalog: Catalog, store: Store, items: list[_Folded],
     cycle: str, pointers: Sequence[Pointer],
 ) -> list[Invoice]:  # fmt: skip
-    names = [i.profile.account for i in items]
+    names = [f.item.profile.account for f in items]
     totals = usage.read_totals(store, names, cycle)
     previous = invoices.previous(names, before=cycle, pointers=pointers)
     drafts = []
-    for item, own, last in zip(items, totals, previous, strict=True):
+    for (item, timelines), own, last in zip(items, totals, previous, strict=True):
         profile = item.profile
         lines = usage.usage_lines(own, catalog.decimals, profile.mode) if own is not None else []
         charges = account_charges(catalog, profile, item.events, item.one_time, cycle, lines,
-                                  advance_billed_of(last, cycle))  # fmt: skip
+                                  advance_billed_of(last, cycle), timelines)  # fmt: skip
         bounds = cycle_bounds(cycle, profile.bill_day, profile.timezone)
         carried, paid = _carried(last)
         drafts.append(

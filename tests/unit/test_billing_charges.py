@@ -17,6 +17,7 @@ from billing.charges import (
     account_charges,
     advance_billed_of,
     allowance_grants,
+    renewal_ids,
     renewals,
 )
 from billing.cycles import local_day, next_cycle
@@ -32,6 +33,7 @@ from billing.model import (
     SubscriptionAction,
     SubscriptionEvent,
 )
+from billing.subscriptions import fold
 from tests.billing_reference import (
     EUR_PRODUCTS,
     TEST_CATALOG,
@@ -638,3 +640,10 @@ def test_account_charges_agree_with_the_reference(
     assert got.total == sum(line.amount for line in got.lines)
     step = TEST.steps[account.currency]
     assert all(line.amount % step == 0 for line in got.lines)
+    # what a run looks renewal outcomes up by: the op ids of renewals(), without pricing
+    timelines = fold(events, account.account, TEST.products)
+    assert account_charges(TEST, account, events, one_time, cycle, lines, billed,
+                           timelines) == got  # fmt: skip
+    for renewed in (cycle, shift(cycle, 1)):
+        assert renewal_ids(TEST, account, timelines, renewed) == [
+            r.op_id for r in renewals(TEST, account, events, renewed)]  # fmt: skip

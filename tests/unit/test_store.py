@@ -441,3 +441,13 @@ def test_store_options_convert_to_rocksdict() -> None:
 def test_bad_store_options_are_refused(field: str, value: object) -> None:
     with pytest.raises(StoreError, match=f"invalid store options: {field}"):
         StoreOptions(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_batch_of_operations_keeps_the_last_per_key_and_checks_types(store: Store) -> None:
+    put_all(store, {b"gone": b"x"})
+    store.write(WriteBatch.of([(b"a", b"1"), (b"gone", None), (b"a", b"2")]))
+    assert contents(store) == {b"a": b"2"}
+    with pytest.raises(TypeError, match="store keys must be bytes, got str"):
+        WriteBatch.of([("a", b"1")])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="store values must be bytes, got int"):
+        WriteBatch.of([(b"a", 1)])  # type: ignore[list-item]
