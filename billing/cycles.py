@@ -52,6 +52,7 @@ def cycle_name(year: int, month: int) -> str:
     return f"{year:04d}-{month:02d}"
 
 
+@lru_cache(maxsize=4096)
 def next_cycle(cycle: str, n: int = 1) -> str:
     year, month = parse_cycle(cycle)
     index = year * 12 + month - 1 + n
