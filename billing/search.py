@@ -131,8 +131,12 @@ Pointer = tuple[str, str] | None  # an account's latest live invoice: (cycle, id
 
 def pointers(store: Store, accounts: Sequence[str]) -> list[Pointer]:
     """Each account's latest live invoice as (cycle, id), from ``idx/last/``, in one read."""
-    raws = store.get_many([last_key(a) for a in accounts])
-    return [None if raw is None else _POINTER.decode(raw) for raw in raws]
+    return [pointer_of(raw) for raw in store.get_many([last_key(a) for a in accounts])]
+
+
+def pointer_of(raw: bytes | None) -> Pointer:
+    """An ``idx/last/`` value as a :data:`Pointer`."""
+    return None if raw is None else _POINTER.decode(raw)
 
 
 def point_last(

@@ -153,17 +153,21 @@ class ClosedCycles:
         self._cache.known.clear()
 
 
-def close_cycle(store: Store, account_ids: Sequence[str], cycle: str, batch: WriteBatch) -> int:
+def close_cycle(
+    store: Store, account_ids: Sequence[str], cycle: str, batch: WriteBatch,
+    marks: Sequence[bytes | None] | None = None,
+) -> int:  # fmt: skip
     """Mark ``cycle`` (and every earlier one) closed for the accounts, in the caller's batch.
 
     Usage rated for a closed cycle goes to the next open one as late usage.
     A mark never moves back: closing an earlier cycle again changes nothing.
+    ``marks``: the accounts' current marks if the caller has read them.
     Returns how many marks moved.
     """
     keys = [CLOSED + account_key(a) for a in account_ids]
     moved = 0
     wanted = cycle.encode()
-    for key, old in zip(keys, store.get_many(keys), strict=True):
+    for key, old in zip(keys, store.get_many(keys) if marks is None else marks, strict=True):
         if old is None or old < wanted:
             batch.put(key, wanted)
             moved += 1

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from balances.exceptions import BalanceError, StoreError
-from balances.store import MemoryStore, RocksStore, Store, StoreOptions, WriteBatch
+from balances.store import Cursor, MemoryStore, RocksStore, Store, StoreOptions, WriteBatch
 from engine.exceptions import RatewireError
 
 
@@ -451,3 +451,14 @@ def test_a_batch_of_operations_keeps_the_last_per_key_and_checks_types(store: St
         WriteBatch.of([("a", b"1")])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="store values must be bytes, got int"):
         WriteBatch.of([(b"a", 1)])  # type: ignore[list-item]
+
+
+def test_a_cursor_reads_values_in_key_order_with_one_scan(store: Store) -> None:
+    put_all(store, {b"p/a": b"1", b"p/c": b"3", b"p/d": b"4", b"q/b": b"x"})
+    cursor = Cursor(store, b"p/", b"b")
+    put_all(store, {b"p/b2": b"new"})  # after the cursor was made: not seen
+    assert [cursor.get(k) for k in (b"a2", b"b", b"b2", b"c", b"c", b"e")] == [
+        None, None, None, b"3", b"3", None]  # fmt: skip
+    with pytest.raises(ValueError, match="must not go back: b'd' after b'e'"):
+        cursor.get(b"d")
+    assert Cursor(store, b"p/").get(b"a") == b"1"
