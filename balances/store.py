@@ -274,6 +274,8 @@ class StoreOptions:
     into the levels below (writes slow down at 3×, stop at 4× as many; RocksDB's
     default is 4). A store written in bulk compacts less often, so less in total,
     with a higher trigger; a lookup checks each level-0 file (its bloom filter first).
+    ``level_base_mb``: the size level 0 may reach (as may the first level below it)
+    before it is compacted into the levels below (RocksDB's default: 256).
     ``blob_min_kb``: values of at least this size go to blob files, not into table
     blocks (0: never). A block holding a multi-MB value (a chunk's applied ids) is
     too large for the block cache and is read and decompressed again by every
@@ -289,6 +291,7 @@ class StoreOptions:
     bloom_bits: int = 10
     blob_min_kb: int = 64
     l0_compaction_trigger: int = 4
+    level_base_mb: int = 256
 
     def __post_init__(self) -> None:
         problems = []
@@ -310,6 +313,8 @@ class StoreOptions:
             problems.append(
                 f"l0_compaction_trigger must be at least 1, got {self.l0_compaction_trigger}"
             )
+        if self.level_base_mb < 1:
+            problems.append(f"level_base_mb must be at least 1, got {self.level_base_mb}")
         if self.blob_min_kb < 0:
             problems.append(f"blob_min_kb must be 0 or more, got {self.blob_min_kb}")
         if problems:
@@ -337,6 +342,7 @@ class StoreOptions:
         options.set_level_zero_file_num_compaction_trigger(trigger)
         options.set_level_zero_slowdown_writes_trigger(max(20, 3 * trigger))
         options.set_level_zero_stop_writes_trigger(max(36, 4 * trigger))
+        options.set_max_bytes_for_level_base(self.level_base_mb * _MIB)
         if self.blob_min_kb:
             options.set_enable_blob_files(True)
             options.set_min_blob_size(self.blob_min_kb * 1024)
@@ -448,6 +454,13 @@ class RocksStore(Store):
             db.write(rocks_batch, self._write_options)
         except Exception as exc:
             self._fail(f"writing a batch of {len(batch)} keys to", exc)
+
+    def compact(self) -> None:
+        """Compact every table file into the bottom level (slow: rewrites the store)."""
+        try:
+            self._live().compact_range(None, None)
+        except Exception as exc:
+            self._fail("compacting", exc)
 
     def close(self) -> None:
         if self._db is None:
