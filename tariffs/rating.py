@@ -278,8 +278,11 @@ class Rater:
         ok = error == kernels.OK
         drate = c.bindings[np.where(ok, first, 0), BINDING_DRATE]
         tiered = ok & self._tiered_rates[c.drates[drate, DRATE_RATE]]
-        table = counters if counters is not None else PeriodCounters()
-        return table.prior(columns, period, tiered)
+        if counters is None:
+            if not tiered.any():  # no table to build (a request of a few untiered records)
+                return np.zeros(len(columns), dtype=np.int64)
+            counters = PeriodCounters()
+        return counters.prior(columns, period, tiered)
 
     def _rate(
         self,
