@@ -7,7 +7,9 @@ events, one-time charges, usage totals, the previous invoice), prices it
 (:func:`billing.charges.account_charges`) and writes the chunk's drafts, the
 accounts' cycle-closed marks and the run's progress marks in one write. A
 run that dies half way is simply run again: accounts with a progress mark
-are skipped, so no invoice is made twice and none is missing.
+are skipped, so no invoice is made twice and none is missing. A large run
+can price spans of accounts in parallel processes (:mod:`billing.processes`);
+the chunks and their writes are the same.
 
 Prepaid accounts pay recurring fees from their balances at renewal, when
 the run of cycle C renews them for the next cycle. Two ways:
@@ -250,20 +252,16 @@ def run_on(
     parse_cycle(cycle)
     started = time.perf_counter()
     summary = RunSummary(cycle)
+    job = DraftJob(cycle, group, catalog, actor, chunk)
     with collector_paused():
-        spans = [WHOLE]
-        if processes > 1 and ledger is None and isinstance(store, RocksStore):
-            spans = accounts.split_group(store, group, processes, PARALLEL_MIN)
-        if len(spans) > 1:
-            assert isinstance(store, RocksStore)
+        split = processes > 1 and ledger is None and isinstance(store, RocksStore)
+        spans = accounts.split_group(store, group, processes, PARALLEL_MIN) if split else [WHOLE]
+        if isinstance(store, RocksStore) and len(spans) > 1:
             from billing.processes import run_spans  # spawns the span processes
 
-            run_spans(store, spans, DraftJob(cycle, group, catalog, actor, chunk), summary,
-                      after_chunk)  # fmt: skip
+            run_spans(store, spans, job, summary, after_chunk)
         else:
-            writes = chunk_writes(store, DraftJob(cycle, group, catalog, actor, chunk), summary,
-                                  ledger=ledger)  # fmt: skip
-            for number, batch in writes:
+            for number, batch in chunk_writes(store, job, summary, ledger=ledger):
                 store.write(batch)
                 if after_chunk is not None:
                     after_chunk(number)
