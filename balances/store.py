@@ -172,9 +172,11 @@ class Cursor:
     """The values under ``prefix``, looked up in ascending key order by ONE scan.
 
     For a caller that visits keys in order (a mass run walks accounts in byte
-    order): each lookup moves the scan forward, with no seek per key, which
-    is several times cheaper than a multi-get. It sees the store as it was when
-    created. Looking up a key below an earlier one raises ``ValueError``.
+    order): each lookup moves the scan forward, with no seek per key (measured
+    on small values: 0.9 µs per key against 1.2 µs in a multi-get; a missing
+    key next to a large value costs a multi-get far more). It sees the store
+    as it was when created. Looking up a key below an earlier one raises
+    ``ValueError``.
     """
 
     __slots__ = ("_key", "_last", "_rows", "_start", "_value")

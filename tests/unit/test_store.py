@@ -416,6 +416,20 @@ def test_every_option_set_opens_and_persists(tmp_path: Path, compression: str, s
         assert store.get(b"k/199") == value
 
 
+def test_a_store_written_in_bulk_keeps_its_writes_in_level_0(tmp_path: Path) -> None:
+    """The billing store's options: flushed files wait in level 0 below the trigger."""
+    options = StoreOptions(write_buffer_mb=1, l0_compaction_trigger=30, level_base_mb=2048)
+    value = b"0123456789" * 1000
+    with RocksStore(tmp_path / "db", options) as store:
+        for flush in range(6):
+            put_all(store, {b"k/%d/%d" % (flush, i): value for i in range(120)})
+            store._live().flush()
+        files = store._live().live_files()
+        assert len(files) >= 6
+        assert {f["level"] for f in files} == {0}
+        assert len(list(store.scan(b"k/"))) == 720
+
+
 def test_store_options_convert_to_rocksdict() -> None:
     options = StoreOptions(sync=False, max_open_files=-1)
     assert isinstance(options.to_options(), rocksdict.Options)
@@ -436,6 +450,8 @@ def test_store_options_convert_to_rocksdict() -> None:
         ("max_open_files", -2),
         ("compression", "lzma"),
         ("keep_log_files", 0),
+        ("l0_compaction_trigger", 0),
+        ("level_base_mb", 0),
     ],
 )
 def test_bad_store_options_are_refused(field: str, value: object) -> None:
