@@ -30,8 +30,9 @@ import msgspec
 from balances.store import RocksStore, WriteBatch
 from billing.accounts import Span
 from billing.exceptions import BillingError
-from billing.run import DraftJob, RunSummary, chunk_writes, collector_paused
+from billing.run import DraftJob, RunSummary, chunk_writes
 from billing.storage import open_store
+from engine import collector
 
 _Ops = list[tuple[bytes, bytes | None]]
 
@@ -120,7 +121,7 @@ def _draft_span(path: Path, job: DraftJob, span: Span, conn: Connection) -> None
     """In a span process: every chunk's batch to ``conn``, then the span's summary."""
     try:
         summary = RunSummary(job.cycle)
-        with collector_paused(), open_store(path, read_only=True) as store:
+        with collector.paused(), open_store(path, read_only=True) as store:
             for _, batch in chunk_writes(store, job, summary, span=span):
                 conn.send_bytes(_ENCODER.encode(_Chunk(list(batch.operations()))))
         conn.send_bytes(_ENCODER.encode(_Done(summary)))
