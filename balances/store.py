@@ -257,6 +257,12 @@ class MemoryStore(Store):
         self._data = None
 
 
+_LEAST = {  # StoreOptions fields with a lower bound
+    "write_buffer_mb": 1, "block_cache_mb": 1, "keep_log_files": 1, "bloom_bits": 0,
+    "blob_min_kb": 0, "l0_compaction_trigger": 1, "level_base_mb": 1,
+}  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreOptions:
     """RocksDB settings for one :class:`RocksStore` (one partition's balances).
@@ -296,29 +302,17 @@ class StoreOptions:
     level_base_mb: int = 256
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.write_buffer_mb < 1:
-            problems.append(f"write_buffer_mb must be at least 1, got {self.write_buffer_mb}")
-        if self.block_cache_mb < 1:
-            problems.append(f"block_cache_mb must be at least 1, got {self.block_cache_mb}")
+        problems = [
+            f"{name} must be at least {least}, got {getattr(self, name)}"
+            for name, least in _LEAST.items()
+            if getattr(self, name) < least
+        ]
         if self.max_open_files < 1 and self.max_open_files != -1:
             problems.append(f"max_open_files must be -1 or positive, got {self.max_open_files}")
         if self.compression not in ("none", "snappy", "lz4", "zstd"):
             problems.append(
                 f"compression must be none, snappy, lz4 or zstd, got {self.compression!r}"
             )
-        if self.keep_log_files < 1:
-            problems.append(f"keep_log_files must be at least 1, got {self.keep_log_files}")
-        if self.bloom_bits < 0:
-            problems.append(f"bloom_bits must be 0 or more, got {self.bloom_bits}")
-        if self.l0_compaction_trigger < 1:
-            problems.append(
-                f"l0_compaction_trigger must be at least 1, got {self.l0_compaction_trigger}"
-            )
-        if self.level_base_mb < 1:
-            problems.append(f"level_base_mb must be at least 1, got {self.level_base_mb}")
-        if self.blob_min_kb < 0:
-            problems.append(f"blob_min_kb must be 0 or more, got {self.blob_min_kb}")
         if problems:
             msg = f"invalid store options: {'; '.join(problems)}"
             raise StoreError(msg)
