@@ -158,6 +158,8 @@ class Api:
         return await self._serve(request, "release", lambda: _account_of(rid), local, write=True)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        full = self.rt.metrics.stream_buffer_full_total  # Faust's monitor counts these
+        full.inc(sum(self.rt.app.monitor.topic_buffer_full.values()) - full.value())
         text = self.rt.metrics.render()
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 

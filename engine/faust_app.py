@@ -67,7 +67,7 @@ def app_settings(
         "consumer_max_fetch_size": max_bytes,
         "producer_max_request_size": max_bytes,
         "producer_linger": 0.0,
-        "stream_buffer_maxsize": max(batch_events * 2, buffer),
+        "stream_buffer_maxsize": max(batch_events * 4, buffer),
         "logging_config": None,
         "Monitor": QuietMonitor,
     }

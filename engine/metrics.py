@@ -232,6 +232,10 @@ class WorkerMetrics:
             "consumer_lag", "Messages behind the end of a partition.", ("topic", "partition")
         )
         self.partitions_owned = gauge("partitions_owned", "Input partitions this worker owns.")
+        self.stream_buffer_full_total = counter(
+            "stream_buffer_full_total",
+            "Times a partition's stream buffer filled and Faust stopped fetching it.",
+        )
         self.http_requests_total = counter(
             "http_requests_total", "HTTP requests served.", ("route", "status")
         )

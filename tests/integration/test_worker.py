@@ -88,6 +88,29 @@ def test_single_record_messages_and_columnar_batches_rate_alike(stream: Stream) 
     assert all_amounts(worker, ids(scenario)) == want.balances
 
 
+def test_a_flood_of_one_record_messages_is_rated_without_pausing_fetches(
+    stream: Stream,
+) -> None:
+    """30,000 messages at once: more than the stream buffer holds (8,000).
+
+    The consumer delivers whole fetches; it must wait for room in the buffer
+    instead of letting Faust pause the partitions (a paused fetch stalls for a
+    second, which once halved the one-record-per-message throughput).
+    """
+    scenario, records = traffic(30_000, 500, seed=13)
+    [worker] = started(stream, scenario)
+    stream.produce(records, shape="single")
+    got = stream.collect(len(records))
+    want = expect(scenario, records)
+    assert got.total == len(records)
+    assert_outcome(len(got.rated), got.rejected, want)
+    assert all_amounts(worker, ids(scenario)) == want.balances
+    with urllib.request.urlopen(f"{worker.url}/metrics") as answer:
+        text = answer.read().decode()
+    assert "ratewire_stream_buffer_full_total 0.0" in text.splitlines()
+    assert f"ratewire_records_in_total {len(records)}.0" in text.splitlines()
+
+
 def test_replayed_input_changes_nothing_and_counts_duplicates(stream: Stream) -> None:
     scenario, records = traffic(6_000, 100, seed=11)
     [worker] = started(stream, scenario)
