@@ -29,7 +29,7 @@ from loadtest.live import render as live_line
 from loadtest.report import Check, Report, Series, Timeline, markdown, series_of
 from loadtest.schedule import SendLog
 from loadtest.sweep import Limits, judge, rates
-from loadtest.tally import prefixed, rated_ids
+from loadtest.tally import IdIndex, prefixed, rated_ids
 
 
 def _hist(values_us: list[int]) -> Latency:
@@ -202,6 +202,33 @@ def test_rated_ids_cut_from_the_lines_without_decoding() -> None:
     assert slow == [b'{"tenant":"t","cdr_id":"odd"}']
     empty, none = rated_ids(b"")
     assert (len(empty), none) == (0, [])
+    long = "x" * 100  # longer than the window searched for its closing quote
+    ids, _ = rated_ids(b'{"cdr_id":"' + long.encode() + b'","a":"b"}\n{"cdr_id":"s"}\n')
+    assert ids.to_list() == [long, "s"]
+
+
+@pytest.mark.parametrize("first", [0, 7, 10**12])
+def test_id_index_finds_first_rows_by_number_as_the_hash_table_does(first: int) -> None:
+    numbers = [first + n for n in (0, 1, 2, 1, 5, 3, 4, 2)]  # resends of 1 and 2
+    planned = StrColumn.from_strings([f"ab12-2026-{n:09d}" for n in numbers])
+    index = IdIndex(planned)
+    outputs = [f"ab12-2026-{first + n:09d}" for n in (2, 1, 5, 0, 4, 3)] + [
+        f"zz99-2026-{first + 1:09d}",  # another run
+        f"ab12-2026-{first + 6:09d}",  # a number this run did not send
+        f"ab12-2026-{first:09d}x", "ab12-2026-", "ab12-2026", "",  # not of the shape
+        f"ab12-2026-{first + 10**18:019d}",  # too many digits for the array
+    ]  # fmt: skip
+    rows = index.rows(StrColumn.from_strings(outputs)).tolist()
+    assert rows == [2, 1, 4, 0, 6, 5, -1, -1, -1, -1, -1, -1, -1]
+    assert index._prefix == b"ab12-2026-"  # took the array path
+
+
+def test_id_index_of_ids_without_a_shared_numbered_shape_uses_the_table() -> None:
+    planned = StrColumn.from_strings(["a-1", "b-2", "x", "a-1", "a-3"])
+    index = IdIndex(planned)
+    assert index._prefix is None
+    got = index.rows(StrColumn.from_strings(["a-3", "x", "a-1", "b-2", "a-2", ""]))
+    assert got.tolist() == [4, 2, 0, 1, -1, -1]
 
 
 def test_prefixed_puts_the_run_id_in_front_of_every_id() -> None:
