@@ -39,9 +39,11 @@ from engine.records import MAX_USAGE, RECORD_TYPES, Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
 
 Format = Literal["json", "msgpack"]
-# msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8
-DecodeFailure = msgspec.DecodeError | UnicodeDecodeError
-_DECODE_FAILURES: Final = (msgspec.DecodeError, UnicodeDecodeError)
+# msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8;
+# a bare ValueError for a timestamp past year 9999 ("year 10000 is out of range"), and
+# RecursionError for values nested ~1,000 deep: each is one bad record, never a crash.
+DecodeFailure = msgspec.DecodeError | ValueError | RecursionError
+_DECODE_FAILURES: Final = (msgspec.DecodeError, ValueError, RecursionError)
 
 
 class Decoded(NamedTuple):

@@ -271,6 +271,26 @@ def test_one_bad_record_message_names_record_0(fmt: Format) -> None:
     )
 
 
+def test_a_start_past_year_9999_is_one_bad_record_not_a_crash() -> None:
+    """msgspec raises a bare ValueError for such a timestamp; it must not escape."""
+    past = msgspec.msgpack.Ext(-1, (0).to_bytes(4, "big") + (253402300800).to_bytes(8, "big"))
+    raw = msgspec.msgpack.encode([element(cdr_id="a"), element(start=past), element(cdr_id="c")])
+    decoded = decode_message_with_rejects(raw, "msgpack", source=SOURCE)
+    assert [r.cdr_id for r in decoded.records] == ["a", "c"]
+    assert [(r.reason, r.index, r.message) for r in decoded.rejects] == [
+        (DECODE_ERROR, 1, "record 1: year 10000 is out of range")
+    ]
+
+
+def test_values_nested_too_deep_reject_the_message_not_crash_the_worker() -> None:
+    raw = msgspec.msgpack.encode([element(cdr_id="a"), element(extra="X")])
+    raw = raw.replace(msgspec.msgpack.encode("X"), b"\x91" * 3000 + b"\x01")
+    decoded = decode_message_with_rejects(raw, "msgpack", source=SOURCE)
+    assert decoded.records == []
+    assert [(r.reason, r.raw) for r in decoded.rejects] == [(DECODE_ERROR, raw)]
+    assert "recursion" in decoded.rejects[0].message
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_random_mix_keeps_order_and_rejects_exactly_the_bad(fmt: Format, rng: SeededRandom) -> None:
     bad_at = sorted(rng.sample(range(300), rng.randint(1, 60)))
