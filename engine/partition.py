@@ -20,7 +20,8 @@ input positions, so the batch is never applied twice.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import groupby
@@ -38,6 +39,7 @@ from balances.store import WriteBatch
 from engine.account_commands import Applied, apply_command, decode_command
 from engine.columns import I64, Columns, StrColumn, concat
 from engine.exceptions import DecodeError
+from engine.msgpack_columns import RecordArray, decode_record_array
 from engine.partitioning import partitions_of
 from engine.rate_file import Batch, StatefulRating, rate_batch
 from engine.rated_output import RatedWriter
@@ -53,6 +55,8 @@ DUPLICATE = "DUPLICATE"
 PERIOD_PREFIX = b"per/"  # volume-tier usage per (account, category, month): kept with the state
 KEPT_RAW_BYTES = 1 << 16  # of a message too large: its head, for people; it stays in its topic
 _RECORD = msgspec.msgpack.Encoder()
+_MSGPACK_RECORD = msgspec.msgpack.Decoder(Record)
+_JSON_HEADS = b"{[ \t\r\n"  # a message starting with one of these is JSON
 _COUNTER = msgspec.msgpack.Decoder(tuple[str, str, int, int])
 _COUNTER_ENC = msgspec.msgpack.Encoder()
 
@@ -178,15 +182,55 @@ class Partition:
         return True
 
     def _records(self, usage: list[Message], out: Outcome) -> None:
-        """Messages of records (JSON or MessagePack, one or an array): one rating call."""
+        """Messages of records (JSON or MessagePack, one or an array): one rating call.
+
+        A MessagePack array the compiled decoder takes whole, every record this
+        partition's, becomes columns without a Python object per record
+        (:mod:`engine.msgpack_columns`); any other message goes through msgspec,
+        which names each bad record. Parts stay in message order, so an account's
+        records are debited in the order they arrived.
+        """
+        parts: list[_Part] = []
+        slow: list[Message] = []
+        for m in usage:
+            if self._too_large(m, out):
+                continue
+            fast = self._fast(m)
+            if fast is None:
+                slow.append(m)
+                continue
+            if slow:
+                parts += self._decoded(slow, out)
+                slow = []
+            out.records += len(fast.columns)
+            parts.append(_Part.of_array(fast, m))
+        if slow:
+            parts += self._decoded(slow, out)
+        if not parts:
+            return
+        prefix = f"{usage[0].topic}[{self.number}]"
+        joined = _Part.join(parts)
+        batch = Batch(joined.columns, [], partial(_Positions, prefix, joined.offsets, joined.index),
+                      f"{prefix}#", record_bytes=joined.record_bytes)  # fmt: skip
+        self._rate(batch, out)
+
+    def _fast(self, m: Message) -> RecordArray | None:
+        if m.value[:1] in _JSON_HEADS:
+            return None
+        decoded = decode_record_array(m.value)
+        if decoded is None:
+            return None
+        here = partitions_of(decoded.columns.account, self.partitions) == self.number
+        return decoded if here.all() else None  # forwarding records is msgspec's path
+
+    def _decoded(self, usage: list[Message], out: Outcome) -> list[_Part]:
+        """Messages decoded by msgspec: their good records (forwarded ones taken out)."""
         rows = _Rows([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         at_offset: list[int] = []
         counts: list[int] = []
         gaps: list[tuple[int, list[int]]] = []  # (first row, indexes) of messages with bad records
         for m in usage:
-            if self._too_large(m, out):
-                continue
-            fmt: Format = "json" if m.value[:1] in b"{[ \t\r\n" else "msgpack"
+            fmt: Format = "json" if m.value[:1] in _JSON_HEADS else "msgpack"
             decoded = decode_message_with_rejects(m.value, fmt, source=self._source(m))
             if decoded.rejects and decoded.records:  # good records keep their own index
                 bad = {r.index for r in decoded.rejects}
@@ -198,7 +242,7 @@ class Partition:
             at_offset.append(m.offset)
             counts.append(len(decoded.records))
         if not rows.records:
-            return
+            return []
         rows.index = _index_in_message(counts)
         for first, kept in gaps:
             rows.index[first : first + len(kept)] = kept
@@ -210,7 +254,7 @@ class Partition:
             out.rejects += [self._no_id(rows, i) for i in missing]
             rows = rows.keep(np.setdiff1d(np.arange(len(rows.records)), missing))
             if not rows.records:
-                return
+                return []
             columns = records_to_columns(rows.records)
         where = partitions_of(columns.account, self.partitions)
         elsewhere = np.flatnonzero(where != self.number).tolist()
@@ -223,12 +267,9 @@ class Partition:
             out.forwarded += len(elsewhere)
             rows = rows.keep(np.flatnonzero(where == self.number))
             if not rows.records:
-                return
+                return []
             columns = records_to_columns(rows.records)
-        prefix = f"{usage[0].topic}[{self.number}]"
-        batch = Batch(columns, [], partial(rows.positions, prefix), f"{prefix}#",
-                      record_bytes=rows.record_bytes)  # fmt: skip
-        self._rate(batch, out)
+        return [_Part(columns, rows.offsets, rows.index, rows.record_bytes)]
 
     def _columnar(self, usage: list[Message], out: Outcome) -> None:
         """Columnar batches, each checked whole, then rated together in one call."""
@@ -308,11 +349,42 @@ class _Rows:
     def keep(self, rows: npt.NDArray[np.integer[Any]]) -> _Rows:
         return _Rows([self.records[i] for i in rows.tolist()], self.offsets[rows], self.index[rows])
 
-    def positions(self, prefix: str) -> _Positions:
-        return _Positions(prefix, self.offsets, self.index)
-
     def record_bytes(self, i: int) -> bytes:
         return msgspec.json.encode(self.records[i])
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Rows to rate: their columns, message offsets, indexes in their message and bytes."""
+
+    columns: Columns
+    offsets: I64
+    index: I64
+    record_bytes: Callable[[int], bytes]  # a row's record as JSON, for its reject
+
+    @classmethod
+    def of_array(cls, decoded: RecordArray, m: Message) -> _Part:
+        n, raw, bounds = len(decoded.columns), m.value, decoded.bounds
+
+        def record_bytes(i: int) -> bytes:
+            return msgspec.json.encode(_MSGPACK_RECORD.decode(raw[bounds[i] : bounds[i + 1]]))
+
+        return cls(decoded.columns, np.full(n, m.offset, dtype=np.int64),
+                   np.arange(n, dtype=np.int64), record_bytes)  # fmt: skip
+
+    @classmethod
+    def join(cls, parts: list[_Part]) -> _Part:
+        if len(parts) == 1:
+            return parts[0]
+        firsts = np.cumsum([0, *(len(p.columns) for p in parts)]).tolist()
+
+        def record_bytes(i: int) -> bytes:
+            k = bisect_right(firsts, i) - 1
+            return parts[k].record_bytes(i - firsts[k])
+
+        return cls(concat([p.columns for p in parts]),
+                   np.concatenate([p.offsets for p in parts]),
+                   np.concatenate([p.index for p in parts]), record_bytes)  # fmt: skip
 
 
 class _Positions(Sequence[str]):

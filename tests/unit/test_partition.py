@@ -17,8 +17,10 @@ from balances.ledger import Ledger
 from balances.model import MAIN, Account, Balance, Mode
 from balances.store import MemoryStore, Store
 from balances.units import load_units
+from engine import partition as partition_module
 from engine.account_commands import Grant, Renew, TopUp, command_message, create_messages
 from engine.columns import StrColumn
+from engine.msgpack_columns import RecordArray, decode_record_array
 from engine.partition import (
     ACCOUNT_COMMAND_FAILED,
     DUPLICATE,
@@ -294,6 +296,50 @@ def test_a_rating_reject_after_a_bad_record_names_its_own_index() -> None:
         (f"cdrs[{P}]@21", 0, VALIDATION_ERROR),
         (f"cdrs[{P}]@21#2", None, "UNKNOWN_ACCOUNT"),
     ]
+
+
+def test_compiled_and_msgspec_decoding_give_the_same_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MessagePack arrays the compiled decoder takes, mixed with messages it declines
+    (a bad record, JSON, another partition's record): the outcome equals msgspec's."""
+    bad = {"type": "sms", "cdr_id": "bad", "account": A}  # no tenant, no start
+    batch = [
+        records(30, [sms("f1"), sms("f2", account=B), sms("f3", account=GHOST)]),
+        Message(CDRS, 31, msgspec.msgpack.encode([bad, sms("s1")])),
+        Message(CDRS, 32, encode_records([sms("j1", account=B)], "json")),
+        records(33, [sms("f4"), sms("f1")]),  # f1 again: a duplicate within the batch
+        records(34, [sms("o1"), sms("o2", account=OTHER)]),
+        records(35, [sms("f5", account=B)]),
+    ]
+    taken: list[int] = []
+
+    def spy(raw: bytes) -> RecordArray | None:
+        decoded = decode_record_array(raw)
+        taken.append(0 if decoded is None else len(decoded.columns))
+        return decoded
+
+    monkeypatch.setattr(partition_module, "decode_record_array", spy)
+    fast_part = partition()
+    fast = fast_part.process(batch)
+    assert taken == [3, 0, 2, 2, 1]  # JSON is not offered; o1/o2 decode but are forwarded
+    monkeypatch.setattr(partition_module, "decode_record_array", lambda raw: None)
+    slow_part = partition()
+    slow = slow_part.process(batch)
+    assert rated_ids(fast) == rated_ids(slow) == ["f1", "f2", "s1", "j1", "f4", "o1", "f5"]
+    assert fast.rated_lines == slow.rated_lines
+    assert [(r.source, r.reason, r.raw, r.index) for r in fast.rejects] == [
+        (r.source, r.reason, r.raw, r.index) for r in slow.rejects
+    ]
+    assert {r.reason for r in fast.rejects} == {VALIDATION_ERROR, "UNKNOWN_ACCOUNT", DUPLICATE}
+    assert next(r for r in fast.rejects if r.reason == "UNKNOWN_ACCOUNT").raw == (
+        msgspec.json.encode(sms("f3", account=GHOST))
+    )
+    assert (fast.records, fast.rated, fast.forwarded) == (slow.records, slow.rated, 1)
+    assert fast.forwards == slow.forwards
+    assert amounts(fast_part) == amounts(slow_part)
+    assert amounts(fast_part, B) == amounts(slow_part, B)
+    assert balanced(fast)
 
 
 # -- order -------------------------------------------------------------------------------
