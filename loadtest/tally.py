@@ -161,7 +161,8 @@ class IdIndex:
             numbers -= self._first
             if numbers.max() < 4 * len(numbers) + 1024:  # dense enough for an array
                 self._row_of_number = np.full(int(numbers.max()) + 1, -1, dtype=np.int64)
-                self._row_of_number[numbers[::-1]] = np.arange(len(numbers))[::-1]  # first wins
+                unique, first_row = np.unique(numbers, return_index=True)
+                self._row_of_number[unique] = first_row
         if not len(self._row_of_number):
             self._prefix = None
 
@@ -291,6 +292,7 @@ class Tally:
         self.owed = p.planned  # outputs the workers owe: all planned, or what was sent
         self._rated_rows = np.zeros(p.rows, dtype=bool)
         self._accounted = np.zeros(p.rows + p.malformed, dtype=bool)  # rows, then malformed
+        self._place = np.zeros(p.rows + p.malformed, dtype=np.int64)  # scratch of _distinct
         self._offset = np.full(len(p.messages), -1, dtype=np.int64)
         self._partition = np.array([m[0] for m in p.messages], dtype=np.int64)
         self._sources: set[str] = set()
@@ -332,7 +334,7 @@ class Tally:
         rows = rows[known]
         again = self._rated_rows[rows]
         self.rated_again += int(np.count_nonzero(again))
-        rows = np.unique(rows[~again])
+        rows = self._distinct(rows[~again])
         self._rated_rows[rows] = True
         self.rated += len(rows)
         self._account(rows)
@@ -385,9 +387,19 @@ class Tally:
             self._account(members[index : index + 1])
 
     def _account(self, rows: I64) -> None:
-        fresh = np.unique(rows[~self._accounted[rows]])
+        fresh = self._distinct(rows[~self._accounted[rows]])
         self._accounted[fresh] = True
         self.accounted += len(fresh)
+
+    def _distinct(self, rows: I64) -> I64:
+        """``rows`` with each value once, in O(n) (``np.unique`` sorts: a tenth of the
+        load process's CPU when called per message and per reject)."""
+        if len(rows) < 2:
+            return rows
+        place = np.arange(len(rows))
+        self._place[rows] = place  # a repeated row keeps one of its places
+        distinct: I64 = rows[self._place[rows] == place]
+        return distinct
 
     def _offset_index(self) -> dict[int, tuple[I64, I64]]:
         """Per partition: acknowledged offsets (sorted) and their message numbers."""

@@ -23,13 +23,14 @@ from engine.exceptions import UsageInputError
 from loadtest import report as reports
 from loadtest.compare import compare_files, regressions, render, rows
 from loadtest.exceptions import LoadTestError
+from loadtest.generator import Scenario, generate_traffic
 from loadtest.histogram import Intervals, Latency
 from loadtest.live import Live, Snapshot
 from loadtest.live import render as live_line
 from loadtest.report import Check, Report, Series, Timeline, markdown, series_of
 from loadtest.schedule import SendLog
 from loadtest.sweep import Limits, judge, rates
-from loadtest.tally import IdIndex, prefixed, rated_ids
+from loadtest.tally import IdIndex, Tally, plan_traffic, prefixed, rated_ids
 
 
 def _hist(values_us: list[int]) -> Latency:
@@ -229,6 +230,24 @@ def test_id_index_of_ids_without_a_shared_numbered_shape_uses_the_table() -> Non
     assert index._prefix is None
     got = index.rows(StrColumn.from_strings(["a-3", "x", "a-1", "b-2", "a-2", ""]))
     assert got.tolist() == [4, 2, 0, 1, -1, -1]
+
+
+def test_tally_counts_each_rated_row_once_and_notes_repeats_and_strangers() -> None:
+    scenario = Scenario(records=20, accounts=5)
+    traffic = generate_traffic(scenario, 20)
+    planned = plan_traffic(traffic, rate=0, shape="batch", fmt="msgpack", partitions=2,
+                           size=5, run_id="r1")  # fmt: skip
+    tally = Tally(planned, start=0.0)
+    ids = [f"r1-{i}" for i in traffic.columns.cdr_id.to_list()]
+
+    def lines(*names: str) -> bytes:
+        return b"".join(b'{"cdr_id":"' + n.encode() + b'","x":1}\n' for n in names)
+
+    tally.on_rated(lines(ids[0], ids[1], ids[0], "r9-2026-000000001"), now=1.0)
+    assert (tally.rated, tally.accounted, tally.foreign, tally.rated_again) == (2, 2, 1, 0)
+    tally.on_rated(lines(ids[1], *ids[2:]), now=2.0)
+    assert (tally.rated, tally.accounted, tally.rated_again) == (20, 20, 1)
+    assert tally.complete
 
 
 def test_prefixed_puts_the_run_id_in_front_of_every_id() -> None:
