@@ -36,10 +36,12 @@ bench: $(STAMP)  ## Measure the benchmarks (medians; see README "Performance")
 	$(BIN)/pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-columns=median,ops,rounds -q
 
 bench-stream: $(STAMP)  ## Worker end to end on the embedded broker (README "Performance")
-	$(BIN)/python -m loadtest.stream_bench --records 2000000 --accounts 100000 --shape columnar
-	$(BIN)/python -m loadtest.stream_bench --records 1000000 --accounts 100000 --shape batch
+	$(BIN)/python -m loadtest.stream_bench --records 2000000 --accounts 100000 --shape columnar --workers 2
+	$(BIN)/python -m loadtest.stream_bench --records 2000000 --accounts 100000 --shape batch --workers 2
 	$(BIN)/python -m loadtest.stream_bench --records 200000 --accounts 20000 --shape single --workers 2
-	$(BIN)/python -m loadtest.stream_bench --records 1000000 --accounts 20000 --shape columnar --rate 100000
+	$(BIN)/python -m loadtest.stream_bench --records 2000000 --accounts 100000 --shape columnar --rate 100000 --workers 2
+	$(BIN)/python -m loadtest.stream_bench --records 2000000 --accounts 100000 --shape batch --rate 100000 --workers 2
+	$(BIN)/python -m loadtest.stream_bench --records 200000 --accounts 20000 --shape single --rate 10000 --workers 2
 
 bench-http: $(STAMP)  ## authorize over HTTP, open loop (README "Performance")
 	$(BIN)/python -m loadtest.http_bench --rps 2000 --seconds 20 --commit-share 0
