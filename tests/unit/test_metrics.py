@@ -142,6 +142,7 @@ def test_worker_metrics() -> None:
         'ratewire_http_requests_total{route="/metrics",status="200"} 1.0',
         'ratewire_batch_seconds_bucket{le="+Inf"} 0.0',
         "ratewire_http_request_seconds_count 0.0",
+        "ratewire_stream_buffer_full_total 0.0",
     ):
         assert line in text.splitlines()
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
@@ -159,6 +160,7 @@ def test_worker_metrics() -> None:
         "ratewire_batch_seconds",
         "ratewire_consumer_lag",
         "ratewire_partitions_owned",
+        "ratewire_stream_buffer_full_total",
         "ratewire_http_requests_total",
         "ratewire_http_request_seconds",
     ]
