@@ -30,7 +30,6 @@ from typing import Any, NoReturn
 
 import faust
 import msgspec
-import numpy as np
 
 from balances.units import UnitCatalog
 from engine import kafka_transport
@@ -200,18 +199,19 @@ class Runtime:
 
 
 def _chunks(lines: bytes) -> list[bytes]:
-    """JSON lines cut at line ends into messages of at most ``MAX_CHUNK`` bytes (or one line)."""
-    if len(lines) <= MAX_CHUNK:
-        return [lines] if lines else []
-    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == 10) + 1
-    if not len(ends) or ends[-1] != len(lines):  # a last line without its newline
-        ends = np.append(ends, len(lines))
+    """JSON lines cut at line ends into messages of at most ``MAX_CHUNK`` bytes (or one line).
+
+    Each cut looks back from its limit for the last line end (``rfind``: about
+    one line's bytes), not through the whole buffer for every newline.
+    """
     chunks, start = [], 0
     while start < len(lines):
-        limit = start + MAX_CHUNK
-        cut = int(ends[np.searchsorted(ends, limit, side="right") - 1]) if ends[0] <= limit else 0
-        if cut <= start:  # one line longer than a chunk: it goes alone
-            cut = int(ends[np.searchsorted(ends, start, side="right")])
+        if len(lines) - start <= MAX_CHUNK:
+            cut = len(lines)
+        else:
+            cut = lines.rfind(b"\n", start, start + MAX_CHUNK) + 1
+            if cut <= start:  # one line longer than a chunk: it goes alone
+                cut = lines.find(b"\n", start + MAX_CHUNK) + 1 or len(lines)
         chunks.append(lines[start:cut])
         start = cut
     return chunks
