@@ -139,48 +139,64 @@ def plan_traffic(
 class IdIndex:
     """The first row of each planned ``cdr_id``; ``rows(ids)`` finds them for outputs.
 
-    Generated ids are one run-wide prefix and a decimal number
-    (``<run>-<seed>-000000042``): then the number indexes an array, which is
-    several times faster than hashing millions of ids (a tenth of the load
-    process's CPU at 200 k records/s). Ids of any other shape, and a plan
-    whose ids are not all of that shape, go through a hash table.
+    Generated ids are one run-wide prefix and a zero-padded decimal number
+    (``<run>-<seed>-000000042``): then the number indexes an array (its digit
+    count checked too, so ``…-42`` is not ``…-000000042``), which is several
+    times faster than hashing millions of ids (a tenth of the load process's
+    CPU at 200 k records/s) and needs no table. A plan whose ids are not all of
+    that shape goes through a hash table instead.
     """
 
     def __init__(self, planned: StrColumn) -> None:
+        self._prefix = _number_prefix(planned)
+        self._first = 0
+        self._row_of_number = self._digits = np.zeros(0, dtype=np.int64)
+        self._table: KeyTable | None = None
+        if self._prefix is not None and self._numbered(planned, self._prefix):
+            return
+        self._prefix = None
         self._table = KeyTable(capacity=2 * len(planned) + 2,
                                arena_bytes=len(planned.data) + len(planned) + 1)  # fmt: skip
         items = self._table.lookup(planned, insert=True)
         self._row_of_item = np.full(len(self._table), -1, dtype=np.int64)
         unique, first_row = np.unique(items, return_index=True)
         self._row_of_item[unique] = first_row
-        self._prefix = _number_prefix(planned)
-        self._row_of_number, self._first = np.zeros(0, dtype=np.int64), 0
-        numbers = _numbers(planned, self._prefix) if self._prefix is not None else None
-        if numbers is not None and len(numbers) and (numbers >= 0).all():
-            self._first = int(numbers.min())
-            numbers -= self._first
-            if numbers.max() < 4 * len(numbers) + 1024:  # dense enough for an array
-                self._row_of_number = np.full(int(numbers.max()) + 1, -1, dtype=np.int64)
-                unique, first_row = np.unique(numbers, return_index=True)
-                self._row_of_number[unique] = first_row
-        if not len(self._row_of_number):
-            self._prefix = None
+
+    def _numbered(self, planned: StrColumn, prefix: bytes) -> bool:
+        """Index ``planned`` by number if every id is ``prefix`` + digits, densely numbered."""
+        numbers, digits = _numbers(planned, prefix)
+        if not len(numbers) or (numbers < 0).any():
+            return False
+        first = int(numbers.min())
+        numbers -= first
+        if numbers.max() >= 4 * len(numbers) + 1024:  # too sparse for an array
+            return False
+        unique, first_row = np.unique(numbers, return_index=True)
+        width = np.zeros(int(numbers.max()) + 1, dtype=np.int64)
+        width[unique] = digits[first_row]
+        if (width[numbers] != digits).any():  # one number written two ways
+            return False
+        self._first, self._digits = first, width
+        self._row_of_number = np.full(len(width), -1, dtype=np.int64)
+        self._row_of_number[unique] = first_row
+        return True
 
     def rows(self, ids: StrColumn) -> I64:
         """The first planned row of each id; -1 for an id this run did not send."""
         if self._prefix is None:
             return self._by_table(ids)
-        parsed = _numbers(ids, self._prefix)
+        parsed, digits = _numbers(ids, self._prefix)
         numbers = parsed - self._first
-        inside = (parsed >= 0) & (numbers >= 0) & (numbers < len(self._row_of_number))
+        inside = np.flatnonzero((parsed >= 0) & (numbers >= 0)
+                                & (numbers < len(self._row_of_number)))  # fmt: skip
         rows = np.full(len(ids), -1, dtype=np.int64)
-        rows[inside] = self._row_of_number[numbers[inside]]
-        other = np.flatnonzero(parsed < 0)  # not of the generated shape: ask the table
-        if len(other):
-            rows[other] = self._by_table(ids.take(other))
+        at = numbers[inside]
+        same = self._digits[at] == digits[inside]
+        rows[inside[same]] = self._row_of_number[at[same]]
         return rows
 
     def _by_table(self, ids: StrColumn) -> I64:
+        assert self._table is not None  # built whenever ids are not all numbered
         items = self._table.lookup(ids)
         return np.where(items >= 0, self._row_of_item[np.maximum(items, 0)], -1)
 
@@ -197,8 +213,9 @@ def _number_prefix(ids: StrColumn) -> bytes | None:
     return first[: cut + 1] if cut >= 0 else None
 
 
-def _numbers(ids: StrColumn, prefix: bytes) -> I64:
-    """Each id's number after ``prefix``; -1 where an id is not ``prefix`` + 1..18 digits."""
+def _numbers(ids: StrColumn, prefix: bytes) -> tuple[I64, I64]:
+    """Each id's number after ``prefix`` (-1 where an id is not ``prefix`` + 1..18
+    digits) and how many digits it has."""
     k, n = len(prefix), len(ids)
     starts, lengths = ids.offsets[:-1], np.diff(ids.offsets)
     digits = lengths - k
@@ -215,7 +232,7 @@ def _numbers(ids: StrColumn, prefix: bytes) -> I64:
     value = np.where(used, raw.astype(np.int64) - 48, 0)
     ok &= ((value >= 0) & (value <= 9)).all(axis=1)
     numbers = value @ (10 ** np.arange(MAX_DIGITS - 1, -1, -1, dtype=np.int64))
-    return np.where(ok, numbers, -1)
+    return np.where(ok, numbers, -1), digits
 
 
 def rated_ids(value: bytes) -> tuple[StrColumn, list[bytes]]:

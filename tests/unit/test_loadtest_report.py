@@ -218,16 +218,17 @@ def test_id_index_finds_first_rows_by_number_as_the_hash_table_does(first: int) 
         f"ab12-2026-{first + 6:09d}",  # a number this run did not send
         f"ab12-2026-{first:09d}x", "ab12-2026-", "ab12-2026", "",  # not of the shape
         f"ab12-2026-{first + 10**18:019d}",  # too many digits for the array
+        f"ab12-2026-0{first + 5:09d}",  # a planned number with one more zero in front
     ]  # fmt: skip
     rows = index.rows(StrColumn.from_strings(outputs)).tolist()
-    assert rows == [2, 1, 4, 0, 6, 5, -1, -1, -1, -1, -1, -1, -1]
-    assert index._prefix == b"ab12-2026-"  # took the array path
+    assert rows == [2, 1, 4, 0, 6, 5, -1, -1, -1, -1, -1, -1, -1, -1]
+    assert index._table is None  # took the array path
 
 
 def test_id_index_of_ids_without_a_shared_numbered_shape_uses_the_table() -> None:
     planned = StrColumn.from_strings(["a-1", "b-2", "x", "a-1", "a-3"])
     index = IdIndex(planned)
-    assert index._prefix is None
+    assert index._table is not None
     got = index.rows(StrColumn.from_strings(["a-3", "x", "a-1", "b-2", "a-2", ""]))
     assert got.tolist() == [4, 2, 0, 1, -1, -1]
 
@@ -248,6 +249,14 @@ def test_tally_counts_each_rated_row_once_and_notes_repeats_and_strangers() -> N
     tally.on_rated(lines(ids[1], *ids[2:]), now=2.0)
     assert (tally.rated, tally.accounted, tally.rated_again) == (20, 20, 1)
     assert tally.complete
+
+
+def test_id_index_of_one_number_written_two_ways_uses_the_table() -> None:
+    index = IdIndex(StrColumn.from_strings(["r-7", "r-07", "r-8"]))
+    assert index._table is not None
+    assert index.rows(StrColumn.from_strings(["r-07", "r-7", "r-007", "r-8"])).tolist() == [
+        1, 0, -1, 2,
+    ]  # fmt: skip
 
 
 def test_prefixed_puts_the_run_id_in_front_of_every_id() -> None:
