@@ -46,7 +46,13 @@ from engine.rated_output import RatedWriter
 from engine.records import Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
 from engine.topics import ACCOUNTS
-from engine.wire import Format, decode_columnar, decode_message_with_rejects, records_to_columns
+from engine.wire import (
+    Format,
+    decode_columnar,
+    decode_message_with_rejects,
+    decode_record,
+    records_to_columns,
+)
 from tariffs.rating import PeriodCounters, Rater
 
 MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
@@ -55,7 +61,6 @@ DUPLICATE = "DUPLICATE"
 PERIOD_PREFIX = b"per/"  # volume-tier usage per (account, category, month): kept with the state
 KEPT_RAW_BYTES = 1 << 16  # of a message too large: its head, for people; it stays in its topic
 _RECORD = msgspec.msgpack.Encoder()
-_MSGPACK_RECORD = msgspec.msgpack.Decoder(Record)
 _JSON_HEADS = b"{[ \t\r\n"  # a message starting with one of these is JSON
 _COUNTER = msgspec.msgpack.Decoder(tuple[str, str, int, int])
 _COUNTER_ENC = msgspec.msgpack.Encoder()
@@ -367,7 +372,7 @@ class _Part:
         n, raw, bounds = len(decoded.columns), m.value, decoded.bounds
 
         def record_bytes(i: int) -> bytes:
-            return msgspec.json.encode(_MSGPACK_RECORD.decode(raw[bounds[i] : bounds[i + 1]]))
+            return msgspec.json.encode(decode_record(raw[bounds[i] : bounds[i + 1]], "msgpack"))
 
         return cls(decoded.columns, np.full(n, m.offset, dtype=np.int64),
                    np.arange(n, dtype=np.int64), record_bytes)  # fmt: skip

@@ -295,6 +295,12 @@ def encode_record(record: Record, fmt: Format) -> bytes:
     return _codec(fmt).encoder.encode(record)
 
 
+def decode_record(raw: bytes, fmt: Format) -> Record:
+    """One record's own bytes, e.g. an element cut out of an array message."""
+    record: Record = _codec(fmt).one.decode(raw)
+    return record
+
+
 def encode_records(records: Sequence[Record], fmt: Format) -> bytes:
     """Records as one batch message (an array)."""
     return _codec(fmt).encoder.encode(records)
