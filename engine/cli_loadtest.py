@@ -236,7 +236,6 @@ def _run(make: Callable[[], Awaitable[T]], *, broker: str = "", url: str = "") -
     (the live view owns stderr; failures surface as these errors)."""
     import logging
 
-    import aiohttp
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from loadtest.exceptions import LoadTestError
@@ -253,11 +252,8 @@ def _run(make: Callable[[], Awaitable[T]], *, broker: str = "", url: str = "") -
     except KafkaError as exc:
         msg = f"the Kafka broker at {broker} failed the run: {exc}"
         raise LoadTestError(msg) from exc
-    except aiohttp.ClientConnectionError as exc:
+    except OSError as exc:  # refused, reset, no such host (loadtest.http_client lets it through)
         msg = f"cannot reach the worker API at {url}: is a worker running? (or use --embedded)"
-        raise LoadTestError(msg) from exc
-    except aiohttp.ClientError as exc:
-        msg = f"the worker API at {url} failed the run: {exc}"
         raise LoadTestError(msg) from exc
     finally:
         kafka_log.setLevel(level)

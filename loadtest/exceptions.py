@@ -18,3 +18,15 @@ class ScenarioError(LoadTestError):
     """
 
     code = "SCENARIO_ERROR"
+
+
+class HttpClientError(LoadTestError):
+    """The worker API answered something :mod:`loadtest.http_client` cannot read.
+
+    A malformed status line, header or chunk, or a connection closed before the
+    answer was whole. The message names what was wrong and the server. Operator
+    action: check that ``--url`` points at a ratewire worker (not a proxy or
+    another service) and that the worker is still running.
+    """
+
+    code = "HTTP_CLIENT_ERROR"

@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import msgspec
 import numpy as np
 
@@ -46,8 +45,9 @@ from balances.model import Measure, Mode
 from balances.units import UnitCatalog, load_units
 from loadtest.accounts import account_id
 from loadtest.cluster import Cluster
-from loadtest.exceptions import LoadTestError
+from loadtest.exceptions import HttpClientError, LoadTestError
 from loadtest.histogram import Intervals, Latency
+from loadtest.http_client import HttpClient
 from loadtest.live import Live, Snapshot
 from loadtest.report import Check, Report, Timeline, environment, series_of
 from loadtest.schedule import OpenLoop, SendLog, interruptible, plan
@@ -100,11 +100,9 @@ class _Books:
 @dataclass
 class _State:
     load: HttpLoad
-    base: str
-    session: aiohttp.ClientSession
+    client: HttpClient
     sessions: list[_Session]
     start: float
-    headers: dict[str, str]
     latency: dict[str, Intervals] = field(default_factory=lambda: defaultdict(Intervals))
     recent: Latency = field(default_factory=Latency)
     statuses: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -120,18 +118,19 @@ class _State:
 
 
 # -- requests ----------------------------------------------------------------------------------
-async def _call(st: _State, op: str, url: str, body: dict[str, Any] | None, due: float) -> Any:
+async def _call(st: _State, op: str, path: str, body: dict[str, Any] | None, due: float) -> Any:
     """One POST; its latency from ``due`` (the slot's intended time) is recorded under ``op``."""
     st.in_flight += 1
     st.timeline.count("sent", int(time.perf_counter() - st.start))
     status, answer = ERROR, None
     try:
-        async with st.session.post(url, json=body, headers=st.headers) as response:
-            raw = await response.read()
-            status = str(response.status)
-            if response.status == 200:
-                answer = msgspec.json.decode(raw)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        code, raw = await st.client.request(
+            "POST", path, None if body is None else msgspec.json.encode(body)
+        )
+        status = str(code)
+        if code == 200:
+            answer = msgspec.json.decode(raw)
+    except (HttpClientError, OSError, TimeoutError) as exc:
         st.errors += 1
         st.first_error = st.first_error or f"{op}: {exc!r}"
     finally:
@@ -161,7 +160,7 @@ async def _step(
     """
     if previous is not None:
         await asyncio.wait([previous])  # a commit needs the answer to the authorize before it
-    base, load = st.base, st.load
+    load = st.load
     if not s.holding:
         body = {
             "category": load.category,
@@ -169,7 +168,7 @@ async def _step(
             "usage": load.usage,
             "session": f"lt-{slot % load.sessions}",
         }
-        grant = await _call(st, "authorize", f"{base}/accounts/{s.account}/authorize", body, due)
+        grant = await _call(st, "authorize", f"/accounts/{s.account}/authorize", body, due)
         if grant is None:
             return
         if grant.get("reservation_id"):
@@ -183,32 +182,38 @@ async def _step(
         return
     rid, s.holding = s.holding, ""
     if rng[0] < load.release_share:
-        await _call(st, "release", f"{base}/reservations/{rid}/release", None, due)
+        await _call(st, "release", f"/reservations/{rid}/release", None, due)
         return
     used = max(1, round(s.granted * (0.5 + 0.6 * rng[1])))  # half the grant … 110 % of it
-    charge = await _call(st, "commit", f"{base}/reservations/{rid}/commit", {"usage": used}, due)
+    charge = await _call(st, "commit", f"/reservations/{rid}/commit", {"usage": used}, due)
     if charge is not None:
         st.books.paid[s.account] += int(charge["paid"])
         st.books.covered[s.account] += int(charge["covered"])
 
 
 # -- balances ------------------------------------------------------------------------------------
-async def balances(
-    session: aiohttp.ClientSession, base: str, accounts: list[str], headers: dict[str, str]
-) -> dict[str, Any]:
+async def balances(client: HttpClient, accounts: list[str]) -> dict[str, Any]:
     """Each account's ``GET /accounts/{id}/balances`` answer."""
 
     async def one(account: str) -> tuple[str, Any]:
-        async with session.get(f"{base}/accounts/{account}/balances", headers=headers) as r:
-            body = msgspec.json.decode(await r.read())
-            if r.status != 200:
-                msg = (
-                    f"GET {base}/accounts/{account}/balances answered {r.status}:"
-                    f" {body.get('message', body)}; provision the accounts (--broker or"
-                    " --embedded) or pick --accounts the worker knows"
-                )
-                raise LoadTestError(msg)
-            return account, body
+        path = f"/accounts/{account}/balances"
+        try:
+            status, raw = await client.request("GET", path)
+        except OSError as exc:  # refused, reset, no such host: say which API and what to do
+            msg = (
+                f"cannot reach the worker API at {client.base} ({exc}): is a worker running?"
+                " (or use --embedded)"
+            )
+            raise LoadTestError(msg) from exc
+        body = msgspec.json.decode(raw)
+        if status != 200:
+            msg = (
+                f"GET {client.base}{path} answered {status}: {body.get('message', body)};"
+                " provision the accounts (--broker or --embedded) or pick --accounts the"
+                " worker knows"
+            )
+            raise LoadTestError(msg)
+        return account, body
 
     return dict(await asyncio.gather(*(one(a) for a in accounts)))
 
@@ -274,13 +279,12 @@ async def run(
     headers = {"Authorization": f"Bearer {load.token}"} if load.token else {}
     accounts = [account_id(i) for i in range(load.accounts)]
     units = load_units()
-    connector = aiohttp.TCPConnector(limit=load.connections)
-    timeout = aiohttp.ClientTimeout(total=load.timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    client = HttpClient(base, connections=load.connections, timeout=load.timeout, headers=headers)
+    async with client:
         # the opening balances (also a warm-up: connections, the worker's first calls)
-        before = await balances(session, base, accounts if load.books else accounts[:50], headers)
+        before = await balances(client, accounts if load.books else accounts[:50])
         sessions = [_Session(accounts[s % load.accounts]) for s in range(load.sessions)]
-        st = _State(load, base, session, sessions, time.perf_counter() + 0.5, headers)
+        st = _State(load, client, sessions, time.perf_counter() + 0.5)
         offsets = plan(np.ones(load.requests), load.rps)
         draw = np.random.default_rng(load.seed).random((load.requests, 3)).tolist()
         sender = OpenLoop(offsets, partial_step(st, offsets, draw))
@@ -293,7 +297,7 @@ async def run(
         cpu = {k: round(v - cpu_before[k], 2) for k, v in cluster.cpu().items()} if cluster else {}
         unanswered = sum(1 for t in st.tasks if not t.done())
         await _release_held(st)
-        after = await balances(session, base, accounts, headers) if load.books else {}
+        after = await balances(client, accounts) if load.books else {}
     whole = st.errors == 0 and unanswered == 0
     books = check_books(before, after, st.books, units, compare=whole)
     return _report(st, log, books, unanswered, started, cpu, config or {})
@@ -343,9 +347,7 @@ async def _release_held(st: _State) -> None:
         s.holding = ""
 
     async def release(rid: str) -> None:
-        url = f"{st.base}/reservations/{rid}/release"
-        async with st.session.post(url, headers=st.headers) as r:
-            await r.read()
+        await st.client.request("POST", f"/reservations/{rid}/release")
 
     await asyncio.gather(*(release(rid) for rid in held), return_exceptions=True)
 
