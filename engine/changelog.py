@@ -9,7 +9,12 @@ the changelog from where its store stopped (``chg/next``).
 
 A batch is one message, or several ``parts`` when it is larger than
 ``max_bytes`` (a full amounts snapshot); a group applies only when all its
-parts arrived. Groups chain by ledger sequence numbers: a group applies to
+parts arrived. A single value larger than a message (the ``cdr_id``s or the
+journal of a batch of millions of records, taken at once after a backlog)
+travels in pieces: every piece but the last under ``chg/piece/<key>``, the
+last under the key itself, and the replay joins them. Before, such a value
+made one message over the producer's size limit, the batch failed on every
+attempt and the worker stopped on it. Groups chain by ledger sequence numbers: a group applies to
 a store at ``prev`` and leaves it at ``seq``. A group that does not chain
 (written by a worker that lost the partition while it was still working on
 it) is skipped and counted, never applied over newer state.
@@ -17,7 +22,7 @@ it) is skipped and counted, never applied over newer state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -27,6 +32,7 @@ from balances.store import Store, WriteBatch
 from engine.exceptions import RatewireError
 
 NEXT_KEY = b"chg/next"  # local store: the changelog offset to replay from
+PIECE = b"chg/piece/"  # + key: a leading piece of a value too large for one message
 MAX_BYTES = 900_000  # under Kafka's default 1 MiB message limit
 
 
@@ -53,11 +59,11 @@ _DEC = msgspec.msgpack.Decoder(ChangeSet)
 def encode_changes(
     batch: WriteBatch, prev: int, seq: int, max_bytes: int = MAX_BYTES
 ) -> list[bytes]:
-    """The changelog messages of one staged batch, in order."""
+    """The changelog messages of one staged batch, in order, each under ``max_bytes``."""
     groups: list[list[tuple[bytes, bytes | None]]] = [[]]
     size = 0
-    for key, value in batch.operations():
-        weight = len(key) + (len(value) if value else 0) + 16
+    for key, value in _pieces(batch.operations(), max_bytes):
+        weight = _weight(key, value)
         if groups[-1] and size + weight > max_bytes:
             groups.append([])
             size = 0
@@ -65,6 +71,25 @@ def encode_changes(
         size += weight
     parts = len(groups)
     return [_ENC.encode(ChangeSet(prev, seq, i, parts, ops)) for i, ops in enumerate(groups)]
+
+
+def _weight(key: bytes, value: bytes | None) -> int:
+    return len(key) + (len(value) if value else 0) + 16
+
+
+def _pieces(
+    ops: Iterable[tuple[bytes, bytes | None]], max_bytes: int
+) -> Iterator[tuple[bytes, bytes | None]]:
+    """``ops`` with each value too large for one message cut into pieces that fit."""
+    for key, value in ops:
+        if value is None or _weight(key, value) <= max_bytes:
+            yield key, value
+            continue
+        room = max(max_bytes - _weight(PIECE + key, b""), 1)
+        last = (len(value) - 1) // room * room
+        for start in range(0, last, room):
+            yield PIECE + key, value[start : start + room]
+        yield key, value[last:]
 
 
 @dataclass
@@ -116,8 +141,16 @@ class Replay:
 
 
 def _ops(parts: list[ChangeSet]) -> Iterator[tuple[bytes, bytes | None]]:
+    """The group's operations, a value sent in pieces joined again."""
+    pieces: dict[bytes, list[bytes]] = {}
     for part in parts:
-        yield from part.ops
+        for key, value in part.ops:
+            if key.startswith(PIECE) and value is not None:
+                pieces.setdefault(key[len(PIECE) :], []).append(value)
+            elif key in pieces and value is not None:
+                yield key, b"".join([*pieces.pop(key), value])
+            else:
+                yield key, value
 
 
 def next_offset(store: Store) -> int:

@@ -20,6 +20,7 @@ from balances.units import load_units
 from engine.changelog import (
     MAX_BYTES,
     NEXT_KEY,
+    PIECE,
     ChangelogError,
     ChangeSet,
     Replay,
@@ -70,6 +71,18 @@ class Replica:
 
     def rows(self) -> dict[bytes, bytes]:
         return dict(self.store.scan(b""))
+
+
+def _joined(ops: list[tuple[bytes, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
+    """``ops`` with the pieces of a value cut for the changelog joined again."""
+    out, pieces = [], b""
+    for key, value in ops:
+        if key.startswith(PIECE):
+            pieces += value or b""
+        else:
+            out.append((key, pieces + value if value is not None else None))
+            pieces = b""
+    return out
 
 
 def new_writer(log: list[bytes]) -> Writer:
@@ -148,10 +161,9 @@ def test_a_large_batch_is_split_and_applies_only_whole() -> None:
     assert [(p.prev, p.seq, p.part, p.parts) for p in parts] == [
         (0, ledger.seq, i, len(messages)) for i in range(len(messages))
     ]
-    assert [op for p in parts for op in p.ops] == ops  # every operation once, in order
-    for p in parts:  # a part over the limit holds one operation that is over it alone
-        weight = sum(len(k) + len(v or b"") + 16 for k, v in p.ops)
-        assert weight <= 1_000 or len(p.ops) == 1
+    assert _joined([op for p in parts for op in p.ops]) == ops  # every operation once, in order
+    for p in parts:
+        assert sum(len(k) + len(v or b"") + 16 for k, v in p.ops) <= 1_000
 
     replica = Replica()
     replay = Replay(replica.store)
@@ -288,6 +300,34 @@ def test_undecodable_messages_raise_naming_their_offset(raw: bytes) -> None:
         replay.apply(42, raw)
     assert err.value.code == "CHANGELOG_ERROR"
     assert (replay.applied, replay.skipped, replica.rows()) == (0, 0, {})
+
+
+def test_a_value_larger_than_a_message_travels_in_pieces_and_is_joined_again() -> None:
+    # the cdr_ids of a batch of millions of records are one value of ~17 MB: one message
+    # over the producer's limit made the batch fail on every attempt
+    big = bytes(range(256)) * 40 + b"end"  # 10,243 bytes
+    batch = WriteBatch()
+    batch.put(b"a", b"1")
+    batch.put(b"ids/0001", big)
+    batch.delete(b"old")
+    batch.put(b"z", big[:900])  # fits a message alone: not cut
+    messages = encode_changes(batch, 3, 4, max_bytes=1_000)
+    parts = [msgspec.msgpack.decode(m, type=ChangeSet) for m in messages]
+    for p in parts:
+        assert sum(len(k) + len(v or b"") + 16 for k, v in p.ops) <= 1_000
+    ops = [op for p in parts for op in p.ops]
+    pieces = [v for k, v in ops if k == PIECE + b"ids/0001"]
+    room = 1_000 - len(PIECE + b"ids/0001") - 16
+    assert [len(v or b"") for v in pieces] == [room] * 10
+    assert [k for k, _ in ops if not k.startswith(PIECE)] == [b"a", b"ids/0001", b"old", b"z"]
+
+    replica = Replica(MemoryStore())
+    replay = Replay(replica.store, seq=3)
+    for offset, raw in enumerate(messages):
+        replay.apply(offset, raw)
+    assert (replay.applied, replay.seq) == (1, 4)
+    assert replica.rows() == {b"a": b"1", b"ids/0001": big, b"z": big[:900],
+                              NEXT_KEY: b"%d" % len(messages)}  # fmt: skip
 
 
 def test_encode_changes_of_a_batch_that_fits_is_one_message() -> None:
