@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.columns import Columns, StrColumn, concat, concat_strings
+from engine.columns import SMALL, Columns, StrColumn, concat, concat_strings
 from engine.records import DataRecord, EventRecord, Record, SmsRecord, VoiceRecord
 from engine.wire import records_to_columns
 
@@ -92,3 +92,14 @@ def test_concat_strings_equals_packing_the_joined_values(parts: list[list[str]])
     assert np.array_equal(joined.offsets, want.offsets)
     assert np.array_equal(joined.data, want.data)
     assert (joined.offsets.dtype, joined.data.dtype) == (np.dtype(np.int64), np.dtype(np.uint8))
+
+
+@given(st.lists(st.text(), max_size=SMALL * 2 + 5))
+def test_from_strings_packs_few_and_many_values_alike(values: list[str]) -> None:
+    # up to SMALL values the offsets are summed in Python, past it by numpy
+    column = StrColumn.from_strings(values)
+    encoded = [v.encode() for v in values]
+    assert column.data.tobytes() == b"".join(encoded)
+    assert column.offsets.dtype == np.int64
+    assert column.offsets.tolist() == [0, *accumulate(len(e) for e in encoded)]
+    assert column.to_list() == values
