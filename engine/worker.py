@@ -273,6 +273,7 @@ class WorkerApp(faust.App):
 
 def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime:
     """The Faust app with its agent and HTTP views, and the runtime they share."""
+    kafka_transport.zstd_level(kafka_transport.ZSTD_LEVEL)
     app = WorkerApp(
         config.app_id,
         **app_settings(
