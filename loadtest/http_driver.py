@@ -49,7 +49,7 @@ from loadtest.exceptions import HttpClientError, LoadTestError
 from loadtest.histogram import Intervals, Latency
 from loadtest.http_client import HttpClient
 from loadtest.live import Live, Snapshot
-from loadtest.report import Check, Report, Timeline, environment, series_of
+from loadtest.report import Check, Report, Timeline, environment, series_of, warm_seconds
 from loadtest.schedule import OpenLoop, SendLog, interruptible, plan
 
 OPERATIONS = ("authorize", "commit", "release")
@@ -389,7 +389,7 @@ def _report(
     config: dict[str, Any],
 ) -> Report:
     load = st.load
-    warm = math.ceil(load.warmup) if load.warmup < load.duration else 0
+    warm = warm_seconds(load.warmup, load.duration)
     every = Intervals()
     for iv in st.latency.values():
         every.merge(iv)

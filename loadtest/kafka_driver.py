@@ -47,7 +47,7 @@ from loadtest.cluster import Cluster
 from loadtest.exceptions import LoadTestError
 from loadtest.generator import generate_traffic
 from loadtest.live import Live, Snapshot
-from loadtest.report import Check, Report, environment, series_of
+from loadtest.report import Check, Report, environment, series_of, warm_seconds
 from loadtest.scenario import Scenario
 from loadtest.schedule import OpenLoop, SendLog, interruptible
 from loadtest.tally import Planned, Tally, plan_traffic
@@ -381,7 +381,7 @@ def _report(
     extra: dict[str, Any],
 ) -> Report:
     tally, planned, load = r.tally, r.planned, r.load
-    warm = math.ceil(load.warmup) if load.warmup < load.duration else 0
+    warm = warm_seconds(load.warmup, load.duration)
     series = series_of(log, tally.latency, tally.timeline, load.duration, weights=planned.sizes)
     sent = ~np.isnan(log.sent)
     last_sent = log.last_sent()

@@ -101,6 +101,13 @@ class Report(msgspec.Struct, kw_only=True):
         return "rated" if self.kind == "kafka" else "all"
 
 
+def warm_seconds(warmup: float, duration: float) -> int:
+    """Whole seconds left out of a run's summaries: the warm-up rounded up to the
+    per-second series, or none when that would leave no second to measure."""
+    warm = math.ceil(warmup)
+    return warm if warm < duration else 0
+
+
 def environment() -> dict[str, Any]:
     return {
         "host": platform.node(),

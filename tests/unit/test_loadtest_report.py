@@ -27,7 +27,7 @@ from loadtest.generator import Scenario, generate_traffic
 from loadtest.histogram import Intervals, Latency
 from loadtest.live import Live, Snapshot
 from loadtest.live import render as live_line
-from loadtest.report import Check, Report, Series, Timeline, markdown, series_of
+from loadtest.report import Check, Report, Series, Timeline, markdown, series_of, warm_seconds
 from loadtest.schedule import SendLog
 from loadtest.sweep import Limits, judge, rates
 from loadtest.tally import IdIndex, Tally, plan_traffic, prefixed, rated_ids
@@ -368,3 +368,16 @@ def test_run_arguments_are_checked_before_anything_starts() -> None:
         _loadtest("kafka", "--duration", "5s", "--warmup", "5s")
     with pytest.raises(UsageInputError, match="--release-share is a share"):
         _loadtest("http", "--release-share", "2")
+
+
+@pytest.mark.parametrize(
+    ("warmup", "duration", "warm"),
+    [(5.0, 60.0, 5), (0.5, 2.0, 1), (1.5, 60.0, 2), (0.0, 1.0, 0),
+     (0.5, 1.0, 0), (60.0, 60.0, 0), (59.5, 60.0, 0)],
+)  # fmt: skip
+def test_warm_up_seconds_never_leave_nothing_to_measure(
+    warmup: float, duration: float, warm: int
+) -> None:
+    # `loadtest http --duration 1 --warmup 0.5` rounded the warm-up up to the whole run
+    # and divided the sent count by a window of 0 seconds
+    assert warm_seconds(warmup, duration) == warm
