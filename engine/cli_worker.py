@@ -18,6 +18,8 @@ from typing import Any
 from engine.cli_common import tariff_args
 from engine.topics import DEFAULT_PARTITIONS
 
+MIN_CHANGELOG_BYTES = 4096  # a message must hold a key, a piece of a value and the framing
+
 TOKEN_ENV = "RATEWIRE_API_TOKEN"
 
 
@@ -59,6 +61,12 @@ def add_parser(commands: Any) -> None:
         help="larger messages are rejected (MESSAGE_TOO_LARGE)",
     )
     p.add_argument(
+        "--changelog-message-bytes",
+        type=_changelog_bytes,
+        help="largest state changelog message; keep it under the broker's message.max.bytes"
+        " (default 900,000: under Kafka's default 1 MiB)",
+    )
+    p.add_argument(
         "--alert",
         action="append",
         default=[],
@@ -75,12 +83,21 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--log-level", default="info")  # fmt: skip
 
 
+def _changelog_bytes(text: str) -> int:
+    value = int(text)
+    if value < MIN_CHANGELOG_BYTES:
+        msg = f"{value} is too small: at least {MIN_CHANGELOG_BYTES:,} bytes"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def main(args: argparse.Namespace) -> int:
     import uvloop  # here, not at the top: other commands start without Faust
 
     from balances.units import load_units
     from engine.alerts import DEFAULT_RULES, parse_rule
     from engine.broker import ensure_topics
+    from engine.changelog import MAX_BYTES
     from engine.faust_app import serve
     from engine.topics import all_topics
     from engine.worker import WorkerConfig, build_app
@@ -92,6 +109,7 @@ def main(args: argparse.Namespace) -> int:
         web_host=args.web_host, web_port=args.web_port, api_token=args.api_token,
         batch_events=args.batch_events, batch_seconds=args.batch_ms / 1000,
         remember=args.remember, max_message_bytes=args.max_message_bytes,
+        changelog_message_bytes=args.changelog_message_bytes or MAX_BYTES,
         alert_rules=tuple(parse_rule(t) for t in args.alert) or DEFAULT_RULES,
         session_timeout=args.session_timeout,
     )  # fmt: skip

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from balances.ledger import Ledger
 from balances.store import RocksStore, StoreOptions
 from balances.units import UnitCatalog
-from engine.changelog import NEXT_KEY, Replay, encode_changes, next_offset
+from engine.changelog import MAX_BYTES, NEXT_KEY, Replay, encode_changes, next_offset
 from engine.kafka_transport import FETCH_WAIT_MS
 from engine.partition import Partition
 from engine.topics import CHANGELOG
@@ -48,6 +48,7 @@ class PartitionsConfig:
     partitions: int
     remember: int = 2_000_000  # cdr_ids remembered per partition and generation
     max_message_bytes: int = 4 << 20
+    changelog_message_bytes: int = MAX_BYTES  # under the broker's message.max.bytes
 
 
 class Partitions:
@@ -120,7 +121,8 @@ class Partitions:
         number = part.number
         try:
             batch = part.stage()
-            messages = encode_changes(batch, self._shipped[number], part.ledger.seq)
+            messages = encode_changes(batch, self._shipped[number], part.ledger.seq,
+                                      self.config.changelog_message_bytes)  # fmt: skip
             sent = [await self._send(CHANGELOG, number, None, m) for m in messages]
             delivered = await asyncio.gather(*sent)
             batch.put(NEXT_KEY, b"%d" % (delivered[-1].offset + 1))

@@ -37,6 +37,7 @@ from engine.account_commands import outcome_message
 from engine.alerts import DEFAULT_RULES, Alert, Alerter, AlertRule
 from engine.api import Api
 from engine.broker import bootstrap_of
+from engine.changelog import MAX_BYTES
 from engine.faust_app import app_settings
 from engine.metrics import WorkerMetrics
 from engine.partition import Message, Outcome, Partition
@@ -66,6 +67,7 @@ class WorkerConfig:
     batch_seconds: float = 0.02
     remember: int = 2_000_000
     max_message_bytes: int = 4 << 20
+    changelog_message_bytes: int = MAX_BYTES
     alert_rules: tuple[AlertRule, ...] = DEFAULT_RULES
     session_timeout: float = 6.0  # seconds before a silent worker's partitions move
 
@@ -294,7 +296,8 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
         alerter=Alerter(config.alert_rules, worker=f"{config.web_host}:{config.web_port}"),
         partitions=Partitions(
             PartitionsConfig(config.bootstrap, config.state, config.partitions,
-                             config.remember, config.max_message_bytes),
+                             config.remember, config.max_message_bytes,
+                             config.changelog_message_bytes),
             rater, units, partial(_send, app),
         ),
     )  # fmt: skip

@@ -15,8 +15,9 @@ from collections import Counter
 import msgspec
 import pytest
 
+from engine.changelog import PIECE, ChangeSet
 from engine.partitioning import partition_of
-from engine.topics import ALERTS
+from engine.topics import ALERTS, CHANGELOG
 from engine.wire import encode_record, encode_records
 from engine.worker_process import WorkerProcess, wait_accounts
 from loadtest.accounts import account_id, scenario_accounts
@@ -161,6 +162,43 @@ def test_a_second_worker_takes_over_partitions_with_their_state(stream: Stream) 
     assert_outcome(len(got.rated), got.rejected, want)
     assert all_amounts(a, ids(scenario)) == want.balances
     assert sorted(a.wait_assigned()) == list(range(PARTITIONS))
+
+
+def test_a_backlog_is_taken_in_slices_and_its_changelog_rebuilds_the_state(
+    stream: Stream,
+) -> None:
+    """100,000 records waiting before the worker starts: one batch takes them all.
+
+    It is worked in slices; with changelog messages of at most 64 KB, a
+    slice's journal and applied ids travel in pieces. A second worker on an
+    empty folder rebuilds every partition from the changelog alone: the same
+    balances, and a resend of the whole input is caught as duplicates.
+    """
+    scenario, records = traffic(100_000, 400, seed=17)
+    [a] = started(stream, scenario)
+    a.stop()
+    stream.produce(records, shape="batch", size=1000)
+    small = ("--changelog-message-bytes", "65536")
+    a = stream.worker("a", *small)  # the same state folder: the backlog is its first batch
+    got = stream.collect(len(records), timeout=180)
+    assert got.total == len(records)
+    assert got.rated_lines == len(got.rated)  # nothing written twice
+    balances = all_amounts(a, ids(scenario))
+    a.stop()
+
+    changes = [msgspec.msgpack.decode(v, type=ChangeSet) for v in
+               read_topic(stream.broker.bootstrap, CHANGELOG, 1_000_000, timeout=5)]  # fmt: skip
+    assert any(k.startswith(PIECE) for c in changes for k, _ in c.ops)  # pieces were sent
+
+    b = stream.worker("b")  # an empty folder: every partition replayed from the changelog
+    b.wait_assigned()
+    assert all_amounts(b, ids(scenario)) == balances
+    stream.produce(records, shape="batch", size=1000)
+    again = stream.collect(2 * len(records), timeout=180)
+    assert len(again.rated) == len(got.rated)  # no record rated twice
+    assert again.rejected.pop("DUPLICATE") == len(got.rated)
+    assert again.rejected == {k: 2 * v for k, v in got.rejected.items()}
+    assert all_amounts(b, ids(scenario)) == balances
 
 
 def test_malformed_messages_are_rejected_with_their_reason_and_the_worker_goes_on(
