@@ -9,15 +9,15 @@ the changelog from where its store stopped (``chg/next``).
 
 A batch is one message, or several ``parts`` when it is larger than
 ``max_bytes`` (a full amounts snapshot); a group applies only when all its
-parts arrived. A single value larger than a message (the ``cdr_id``s or the
-journal of a batch of millions of records, taken at once after a backlog)
-travels in pieces: every piece but the last under ``chg/piece/<key>``, the
-last under the key itself, and the replay joins them. Before, such a value
-made one message over the producer's size limit, the batch failed on every
-attempt and the worker stopped on it. Groups chain by ledger sequence numbers: a group applies to
-a store at ``prev`` and leaves it at ``seq``. A group that does not chain
-(written by a worker that lost the partition while it was still working on
-it) is skipped and counted, never applied over newer state.
+parts arrived. A single value larger than a message (the journal or the
+``cdr_id``s of a large batch, e.g. one taken after a backlog) travels in
+pieces: every piece but the last under ``chg/piece/<key>``, the last under
+the key itself, and the replay joins them (before, such a value made one
+message over the producer's limit: the batch failed on every attempt and the
+worker stopped on it). Groups chain by ledger sequence numbers: a group
+applies to a store at ``prev`` and leaves it at ``seq``. A group that does
+not chain (written by a worker that lost the partition while it was still
+working on it) is skipped and counted, never applied over newer state.
 """
 
 from __future__ import annotations

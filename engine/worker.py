@@ -49,7 +49,7 @@ from tariffs.rating import Rater
 log = logging.getLogger(__name__)
 FORMAT_HEADER = "ratewire-format"
 MAX_CHUNK = 900_000  # bytes of rated JSON lines per message
-SLICE_BYTES = 4 << 20  # input bytes per process / ship / checkpoint (~50 k records)
+SLICE_BYTES = 4 << 20  # input bytes per process / ship / checkpoint (~32 k msgpack records)
 RETRIES = 3
 EXIT_BATCH_FAILED = 70
 
