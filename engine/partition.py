@@ -19,7 +19,6 @@ input positions, so the batch is never applied twice.
 
 from __future__ import annotations
 
-import io
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from engine.exceptions import DecodeError
 from engine.msgpack_columns import RecordArray, decode_record_array
 from engine.partitioning import partitions_of
 from engine.rate_file import Batch, StatefulRating, rate_batch
-from engine.rated_output import RatedWriter
+from engine.rated_output import Lines, RatedWriter
 from engine.records import Record
 from engine.rejects import DECODE_ERROR, VALIDATION_ERROR, Reject
 from engine.topics import ACCOUNTS
@@ -85,7 +84,9 @@ class Outcome:
     records: int = 0  # usage records read (rated + rejected + forwarded)
     rated: int = 0
     forwarded: int = 0
-    rated_lines: list[bytes] = field(default_factory=list)  # JSON lines, one per rated record
+    # JSON lines, one per rated record: views of the writer's buffer (it is reused once
+    # they are dropped, so a caller that keeps them past the next batch copies them)
+    rated_lines: list[memoryview] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     forwards: list[tuple[int, bytes, bytes]] = field(
         default_factory=list
@@ -108,7 +109,7 @@ class Partition:
         self.counters = PeriodCounters()
         self.max_message_bytes = max_message_bytes
         self._stateful = StatefulRating(ledger, self.debitor)
-        self._out = io.BytesIO()
+        self._out = Lines()
         self._writer = RatedWriter(self._out, rater.compiled)
         self.offsets: dict[str, int] = {}
         self._known: set[str] = set()
@@ -319,9 +320,7 @@ class Partition:
         out.rejects += result.rejects
         out.rated += result.rated
         out.charged += result.charged
-        out.rated_lines.append(self._out.getvalue())
-        self._out.seek(0)
-        self._out.truncate()
+        out.rated_lines += self._out.take()
 
     def _no_id(self, rows: _Rows, i: int) -> Reject:
         record, index = rows.records[i], int(rows.index[i])

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import msgspec
 import numpy as np
@@ -229,11 +229,42 @@ def _debit_arrays(debits: Debits | None, n: int) -> tuple[Any, ...]:
             j_name, j_unit, debits.delta, debits.after, blob, offsets)  # fmt: skip
 
 
-class RatedWriter:
-    """Append rated records of each batch to a JSON-lines file."""
+class Sink(Protocol):
+    """Where a :class:`RatedWriter` writes: a binary file, or :class:`Lines`."""
 
-    def __init__(self, out: Path | BinaryIO, compiled: CompiledTariff) -> None:
-        self._file: BinaryIO = out.open("wb") if isinstance(out, Path) else out
+    def write(self, data: memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Lines:
+    """A sink that keeps what was written as views of the writer's buffer, no copy.
+
+    The worker's partition ships them to ``rated-cdrs`` before its next batch;
+    the writer reuses its buffer only once no view of it is alive.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[memoryview] = []
+
+    def write(self, data: memoryview, /) -> int:
+        self._parts.append(data)
+        return len(data)
+
+    def take(self) -> list[memoryview]:
+        """What was written since the last take."""
+        parts, self._parts = self._parts, []
+        return parts
+
+    def close(self) -> None:
+        self._parts = []
+
+
+class RatedWriter:
+    """Append rated records of each batch to a JSON-lines file (or a :class:`Sink`)."""
+
+    def __init__(self, out: Path | BinaryIO | Sink, compiled: CompiledTariff) -> None:
+        self._file: BinaryIO | Sink = out.open("wb") if isinstance(out, Path) else out
         self._compiled = compiled
         self._encoder = msgspec.json.Encoder()
         self._amounts: dict[int, str] = {}

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 import msgspec
@@ -89,7 +89,7 @@ class Runtime:
     assigned: list[int] = field(default_factory=list)  # partitions of cdrs assigned here
 
     async def send(
-        self, topic: str, partition: int, key: bytes | None, value: bytes,
+        self, topic: str, partition: int, key: bytes | None, value: bytes | memoryview,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> Any:  # fmt: skip
         return await _send(self.app, topic, partition, key, value, headers)
@@ -228,23 +228,39 @@ def _slice(messages: list[Message], limit: int) -> list[list[Message]]:
     return runs
 
 
-def _chunks(lines: bytes) -> list[bytes]:
+def _chunks(lines: bytes | memoryview) -> list[memoryview]:
     """JSON lines cut at line ends into messages of at most ``MAX_CHUNK`` bytes (or one line).
 
-    Each cut looks back from its limit for the last line end (``rfind``: about
-    one line's bytes), not through the whole buffer for every newline.
+    ``lines`` is usually a view of the JSON writer's buffer (no copy); each cut
+    looks back from its limit for the last line end in a small window, not
+    through the whole buffer for every newline.
     """
+    view = memoryview(lines)
     chunks, start = [], 0
-    while start < len(lines):
-        if len(lines) - start <= MAX_CHUNK:
-            cut = len(lines)
+    while start < len(view):
+        if len(view) - start <= MAX_CHUNK:
+            cut = len(view)
         else:
-            cut = lines.rfind(b"\n", start, start + MAX_CHUNK) + 1
+            cut = _last_line_end(view, start, start + MAX_CHUNK)
             if cut <= start:  # one line longer than a chunk: it goes alone
-                cut = lines.find(b"\n", start + MAX_CHUNK) + 1 or len(lines)
-        chunks.append(lines[start:cut])
+                cut = bytes(view[start + MAX_CHUNK :]).find(b"\n") + start + MAX_CHUNK + 1
+                cut = cut if cut > start + MAX_CHUNK else len(view)
+        chunks.append(view[start:cut])
         start = cut
     return chunks
+
+
+def _last_line_end(view: memoryview, start: int, limit: int) -> int:
+    """The position after the last newline in ``view[start:limit]`` (``start`` if none)."""
+    window = 4096  # a rated line is ~0.6-2 KB: one small copy finds it
+    while True:
+        lo = max(start, limit - window)
+        found = bytes(view[lo:limit]).rfind(b"\n")
+        if found >= 0:
+            return lo + found + 1
+        if lo == start:
+            return start
+        window *= 8
 
 
 def _reject_headers(r: Reject) -> list[tuple[str, bytes]]:
@@ -329,7 +345,9 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
 
 
 async def _send(
-    app: faust.App, topic: str, partition: int, key: bytes | None, value: bytes,
+    app: faust.App, topic: str, partition: int, key: bytes | None, value: bytes | memoryview,
     headers: list[tuple[str, bytes]] | None = None,
 ) -> Any:  # fmt: skip
-    return await app.producer.send(topic, key, value, partition, None, headers)
+    # a view of the JSON writer's buffer is fine: aiokafka copies the bytes as it appends
+    # them to a batch, before this returns (Faust's annotation says bytes only)
+    return await app.producer.send(topic, key, cast(bytes, value), partition, None, headers)

@@ -21,6 +21,10 @@ def lines_of(lengths: list[int]) -> bytes:
     return b"".join(bytes([97 + i % 26]) * n + b"\n" for i, n in enumerate(lengths))
 
 
+def cut(lines: bytes) -> list[bytes]:
+    return [bytes(chunk) for chunk in _chunks(lines)]
+
+
 def check(lines: bytes, chunks: list[bytes]) -> None:
     assert b"".join(chunks) == lines
     for chunk in chunks:
@@ -36,30 +40,39 @@ def check(lines: bytes, chunks: list[bytes]) -> None:
 @given(st.lists(LENGTHS, max_size=8))
 def test_chunks_cut_at_line_ends_within_the_limit(lengths: list[int]) -> None:
     lines = lines_of(lengths)
-    chunks = _chunks(lines)
+    chunks = cut(lines)
     check(lines, chunks)
     assert len(chunks) <= len(lengths)
 
 
 def test_no_lines_no_chunks() -> None:
-    assert _chunks(b"") == []
+    assert cut(b"") == []
 
 
 def test_lines_that_fit_are_one_chunk() -> None:
     lines = lines_of([MAX_CHUNK - 1])
     assert len(lines) == MAX_CHUNK
-    assert _chunks(lines) == [lines]
+    assert cut(lines) == [lines]
 
 
 def test_one_byte_over_the_limit_makes_two_chunks() -> None:
     lines = lines_of([MAX_CHUNK // 2 - 1, MAX_CHUNK // 2 - 1, 0])
     assert len(lines) == MAX_CHUNK + 1
     first, second = lines.split(b"\n", 2)[:2]
-    assert _chunks(lines) == [first + b"\n" + second + b"\n", b"\n"]
+    assert cut(lines) == [first + b"\n" + second + b"\n", b"\n"]
 
 
 def test_a_line_longer_than_a_chunk_stands_alone() -> None:
     lines = lines_of([10, MAX_CHUNK + 5, 20, 30])
-    chunks = _chunks(lines)
+    chunks = cut(lines)
     assert [len(c) for c in chunks] == [11, MAX_CHUNK + 6, 21 + 31]
     check(lines, chunks)
+
+
+def test_chunks_are_views_of_the_lines_not_copies() -> None:
+    # the lines are the JSON writer's buffer: cutting them must not copy megabytes
+    lines = bytearray(lines_of([700] * 3_000))
+    chunks = _chunks(memoryview(lines))
+    assert len(chunks) == 3
+    assert all(chunk.obj is lines for chunk in chunks)
+    assert b"".join(chunks) == lines
