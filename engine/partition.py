@@ -84,8 +84,8 @@ class Outcome:
     records: int = 0  # usage records read (rated + rejected + forwarded)
     rated: int = 0
     forwarded: int = 0
-    # JSON lines, one per rated record: views of the writer's buffer (it is reused once
-    # they are dropped, so a caller that keeps them past the next batch copies them)
+    # JSON lines, one per rated record: views of the writer's buffer, which it writes
+    # again only once no view of it is alive (keeping them is safe, and keeps its memory)
     rated_lines: list[memoryview] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     forwards: list[tuple[int, bytes, bytes]] = field(
