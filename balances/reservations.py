@@ -83,13 +83,10 @@ from engine.cost import one_record
 from tariffs import kernels as tk
 from tariffs.compile import (
     BINDING_DESTINATION,
-    BINDING_DRATE,
     DRATE_DECIMALS,
     DRATE_MAX_COST,
-    DRATE_RATE,
     DRATE_ROUNDING,
     DRATE_STRATEGY,
-    RATE_BASIS,
     STEP_INCREMENT,
     STEP_PRICE,
     STEP_UNIT,
@@ -349,12 +346,10 @@ class Reservations:
             kind = self._kinds[category] = int(probe.kind[0])
         return kind
 
-    @staticmethod
-    def _volume_based(rated: RatedBatch) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    def _volume_based(self, rated: RatedBatch) -> np.ndarray[Any, np.dtype[np.bool_]]:
         """Records with a span at a ``volume`` rate: their prices are searched, not derived."""
-        c = rated.compiled
-        rates = c.drates[c.bindings[rated.sp_binding, BINDING_DRATE], DRATE_RATE]
-        volume = np.concatenate([[0], np.cumsum(c.rates[rates, RATE_BASIS] == tk.BASIS_VOLUME)])
+        volume = np.zeros(len(rated.sp_binding) + 1, dtype=np.int64)
+        np.cumsum(self._rater.binding_basis[rated.sp_binding] == tk.BASIS_VOLUME, out=volume[1:])
         found: np.ndarray[Any, np.dtype[np.bool_]] = (
             volume[rated.span_start[1:]] > volume[rated.span_start[:-1]]
         )
@@ -365,14 +360,15 @@ class Reservations:
         self._debitor.refresh()  # filters added since the debitor last debited
         d, c = self._debitor, rated.compiled
         first = np.where(rated.error == 0, rated.first_binding, 0)
-        drate = c.drates[c.bindings[first, BINDING_DRATE]]
+        by_binding = self._rater.binding_drate
+        drate = by_binding[first]
         kind = columns.kind.astype(np.int64)
         step = c.steps[rated.sp_step]
         rec = _table(np.maximum(rows, 0), skip, columns.usage, columns.start_us,
                      KIND_MEASURE[kind], d.categories.lookup(columns.category), kind,
                      c.bindings[first, BINDING_DESTINATION])  # fmt: skip
         sp = _table(rated.sp_offset, rated.sp_billed, step[:, STEP_PRICE], step[:, STEP_UNIT],
-                    c.drates[c.bindings[rated.sp_binding, BINDING_DRATE], DRATE_ROUNDING],
+                    by_binding[rated.sp_binding, DRATE_ROUNDING],
                     step[:, STEP_INCREMENT])  # fmt: skip
         money = _table(rated.connect_fee, drate[:, DRATE_DECIMALS], drate[:, DRATE_ROUNDING],
                        drate[:, DRATE_MAX_COST], drate[:, DRATE_STRATEGY] == 1)  # fmt: skip

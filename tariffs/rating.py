@@ -219,7 +219,12 @@ class Rater:
     def __init__(self, tariff: Tariff) -> None:
         self.compiled = compile_tariff(tariff)
         c = self.compiled
-        self._tiered_rates = c.rates[:, RATE_BASIS] != kernels.BASIS_RECORD
+        # per binding, looked up once here (a request of one record would redo it each time):
+        # its destination rate's row, and the basis of that rate (record, volume tiers …)
+        self.binding_drate: I64 = c.drates[c.bindings[:, BINDING_DRATE]]
+        self.binding_basis: I64 = c.rates[self.binding_drate[:, DRATE_RATE], RATE_BASIS]
+        self._binding_tiered = self.binding_basis != kernels.BASIS_RECORD
+        self._any_tiered = bool((c.rates[:, RATE_BASIS] != kernels.BASIS_RECORD).any())
         # each group's cut of the last few days seen (see kernels.segment)
         width = 2 + 2 * (int(np.diff(c.group_bindings).max(initial=0)) + 1)
         groups = len(c.group_bindings) - 1
@@ -272,12 +277,10 @@ class Rater:
         period: I64,
         counters: PeriodCounters | PeriodCountersSlow | None,
     ) -> I64:
-        c = self.compiled
-        if not self._tiered_rates.any():
+        if not self._any_tiered:
             return np.zeros(len(columns), dtype=np.int64)
         ok = error == kernels.OK
-        drate = c.bindings[np.where(ok, first, 0), BINDING_DRATE]
-        tiered = ok & self._tiered_rates[c.drates[drate, DRATE_RATE]]
+        tiered = ok & self._binding_tiered[np.where(ok, first, 0)]
         if counters is None:
             if not tiered.any():  # no table to build (a request of a few untiered records)
                 return np.zeros(len(columns), dtype=np.int64)
