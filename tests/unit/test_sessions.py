@@ -1,0 +1,132 @@
+"""The API's request cycles: groups per partition, one cycle for all, busy partitions apart.
+
+The partitions here are stand-ins that record what was applied and
+checkpointed (the scheduling is what is tested; the integration tests run
+the same code against a broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from balances.exceptions import BalanceError
+from engine.sessions import Release, Sessions
+
+
+class _Reservations:
+    def __init__(self, number: int, log: list[tuple[Any, ...]]) -> None:
+        self.number, self.log = number, log
+
+    def release(self, rid: str) -> str:
+        if rid.startswith("unknown"):
+            raise BalanceError(f"reservation {rid!r} is unknown")
+        self.log.append(("apply", self.number, rid))
+        return rid
+
+
+class _Part:
+    def __init__(self, number: int, log: list[tuple[Any, ...]]) -> None:
+        self.number = number
+        self.reservations = _Reservations(number, log)
+
+
+class _Partitions:
+    def __init__(self, fail: set[int] | None = None) -> None:
+        self.log: list[tuple[Any, ...]] = []
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.fail = fail or set()
+
+    def lock(self, number: int) -> asyncio.Lock:
+        return self.locks.setdefault(number, asyncio.Lock())
+
+    async def get(self, number: int) -> _Part:
+        return _Part(number, self.log)
+
+    async def checkpoint(self, part: _Part) -> None:
+        await asyncio.sleep(0.001)  # the broker's acknowledgement
+        if part.number in self.fail:
+            raise ConnectionError(f"partition {part.number}: the changelog write failed")
+        self.log.append(("checkpoint", part.number))
+
+
+def _sessions(parts: _Partitions) -> Sessions:
+    return Sessions(parts)  # type: ignore[arg-type]
+
+
+def test_requests_that_wait_together_form_one_group_per_partition() -> None:
+    async def run() -> tuple[list[str], list[tuple[Any, ...]]]:
+        parts = _Partitions()
+        s = _sessions(parts)
+        answers = await asyncio.gather(
+            *(s.submit(n % 3, Release(f"r{n}")) for n in range(9))
+        )
+        return answers, parts.log
+
+    answers, log = asyncio.run(run())
+    assert answers == [f"r{n}" for n in range(9)]
+    assert sorted(e for e in log if e[0] == "checkpoint") == [
+        ("checkpoint", 0), ("checkpoint", 1), ("checkpoint", 2)
+    ]  # fmt: skip
+    applied = [e for e in log if e[0] == "apply"]
+    assert [e[2] for e in applied if e[1] == 1] == ["r1", "r4", "r7"]  # order kept
+
+
+def test_a_partition_held_by_a_stream_batch_does_not_hold_up_the_others() -> None:
+    async def run() -> list[tuple[Any, ...]]:
+        parts = _Partitions()
+        s = _sessions(parts)
+        await parts.lock(1).acquire()  # a stream batch is being worked on partition 1
+        first = asyncio.ensure_future(s.submit(1, Release("p1-a")))
+        other = await asyncio.wait_for(s.submit(0, Release("p0-a")), timeout=1)
+        assert other == "p0-a"
+        later = asyncio.ensure_future(s.submit(1, Release("p1-b")))
+        again = await asyncio.wait_for(s.submit(0, Release("p0-b")), timeout=1)
+        assert again == "p0-b"
+        await asyncio.sleep(0.01)
+        assert not first.done() and not later.done()
+        parts.lock(1).release()
+        assert await asyncio.wait_for(asyncio.gather(first, later), timeout=1) == [
+            "p1-a", "p1-b"
+        ]  # fmt: skip
+        return parts.log
+
+    log = asyncio.run(run())
+    on_1 = [e for e in log if e[1] == 1]
+    assert on_1 == [
+        ("apply", 1, "p1-a"), ("checkpoint", 1), ("apply", 1, "p1-b"), ("checkpoint", 1)
+    ]  # fmt: skip
+
+
+def test_a_group_that_is_not_durable_fails_alone() -> None:
+    async def run() -> list[Any]:
+        parts = _Partitions(fail={2})
+        s = _sessions(parts)
+        return await asyncio.gather(
+            s.submit(1, Release("ok")),
+            s.submit(2, Release("lost")),
+            s.submit(1, Release("unknown-1")),
+            return_exceptions=True,
+        )
+
+    ok, lost, unknown = asyncio.run(run())
+    assert ok == "ok"
+    assert isinstance(lost, ConnectionError) and "partition 2" in str(lost)
+    assert isinstance(unknown, BalanceError) and "unknown-1" in str(unknown)
+
+
+def test_an_answer_whose_request_was_cancelled_does_not_stop_the_cycle() -> None:
+    async def run() -> str:
+        parts = _Partitions()
+        s = _sessions(parts)
+        gone = asyncio.ensure_future(s.submit(0, Release("gone")))
+        kept = asyncio.ensure_future(s.submit(0, Release("kept")))
+        await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return await asyncio.wait_for(kept, timeout=1)
+
+    assert asyncio.run(run()) == "kept"
