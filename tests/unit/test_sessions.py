@@ -60,9 +60,7 @@ def test_requests_that_wait_together_form_one_group_per_partition() -> None:
     async def run() -> tuple[list[str], list[tuple[Any, ...]]]:
         parts = _Partitions()
         s = _sessions(parts)
-        answers = await asyncio.gather(
-            *(s.submit(n % 3, Release(f"r{n}")) for n in range(9))
-        )
+        answers = await asyncio.gather(*(s.submit(n % 3, Release(f"r{n}")) for n in range(9)))
         return answers, parts.log
 
     answers, log = asyncio.run(run())
@@ -86,7 +84,8 @@ def test_a_partition_held_by_a_stream_batch_does_not_hold_up_the_others() -> Non
         again = await asyncio.wait_for(s.submit(0, Release("p0-b")), timeout=1)
         assert again == "p0-b"
         await asyncio.sleep(0.01)
-        assert not first.done() and not later.done()
+        assert not first.done()
+        assert not later.done()
         parts.lock(1).release()
         assert await asyncio.wait_for(asyncio.gather(first, later), timeout=1) == [
             "p1-a", "p1-b"
@@ -113,8 +112,10 @@ def test_a_group_that_is_not_durable_fails_alone() -> None:
 
     ok, lost, unknown = asyncio.run(run())
     assert ok == "ok"
-    assert isinstance(lost, ConnectionError) and "partition 2" in str(lost)
-    assert isinstance(unknown, BalanceError) and "unknown-1" in str(unknown)
+    assert isinstance(lost, ConnectionError)
+    assert "partition 2" in str(lost)
+    assert isinstance(unknown, BalanceError)
+    assert "unknown-1" in str(unknown)
 
 
 def test_an_answer_whose_request_was_cancelled_does_not_stop_the_cycle() -> None:
