@@ -184,14 +184,83 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True, gc=False, array_lik
 
 
 class _Asked(NamedTuple):
-    """A batch of authorize requests as the rating reads it, and what reservations keep."""
+    """One ledger's authorize requests as the rating reads them, and what reservations keep."""
 
-    columns: Columns
     rows: I64  # account rows, -1 for an unknown account
     tenants: list[str]
     subjects: list[str]
     kinds: list[int]
     starts: list[int]
+
+
+class _Rated(NamedTuple):
+    """Authorize requests of one or more ledgers, rated in one call."""
+
+    columns: Columns
+    rated: RatedBatch
+    volume: np.ndarray[Any, np.dtype[np.bool_]]  # a ``volume`` rate's span: price searched
+
+
+def authorize_together(
+    groups: Sequence[tuple[Reservations, Sequence[AuthorizeRequest]]],
+) -> list[list[Grant]]:
+    """Each ledger's grants for its requests (as ``authorize_many``), all rated in one call.
+
+    A worker's partitions are ledgers of one tariff: an API request cycle
+    prices every partition's authorizations together, so the rating's fixed
+    cost (string columns, three kernel calls) is paid once per cycle, not once
+    per partition. Ledgers with different raters are rated apart. Raises
+    :class:`ReservationError` before anything is reserved if a request asks
+    for no usage.
+    """
+    for res, requests in groups:
+        res._check(requests)
+    out: dict[int, list[Grant]] = {}
+    by_rater: dict[int, list[int]] = {}
+    for g, (res, requests) in enumerate(groups):
+        if requests:
+            by_rater.setdefault(id(res._rater), []).append(g)
+        else:
+            out[g] = []
+    for members in by_rater.values():
+        asked = [groups[g][0]._asked(groups[g][1]) for g in members]
+        batch = _rate(groups[members[0]][0], [groups[g][1] for g in members], asked)
+        lo = 0
+        for g, a in zip(members, asked, strict=True):
+            res, requests = groups[g]
+            out[g] = res._grants(requests, a, batch, lo)
+            lo += len(requests)
+    return [out[g] for g in range(len(groups))]
+
+
+def _rate(
+    res: Reservations, groups: Sequence[Sequence[AuthorizeRequest]], asked: Sequence[_Asked]
+) -> _Rated:
+    """The requests of ``groups`` as one batch, rated by ``res``'s rater."""
+    requests = [q for group in groups for q in group]
+    n = len(requests)
+    # the rating reads the account only to count volume tiers within the batch: keyed by
+    # ledger too, so that one ledger's requests never move another's tier
+    accounts = (
+        [q.account for q in requests] if len(groups) == 1
+        else [f"{g}\x1f{q.account}" for g, group in enumerate(groups) for q in group]
+    )  # fmt: skip
+    columns = Columns(
+        kind=np.array([k for a in asked for k in a.kinds], dtype=np.uint8),
+        cdr_id=StrColumn(_NO_IDS.data, np.zeros(n + 1, dtype=np.int64)),
+        tenant=StrColumn.from_strings([t for a in asked for t in a.tenants]),
+        account=StrColumn.from_strings(accounts),
+        category=StrColumn.from_strings([q.category for q in requests]),
+        subject=StrColumn.from_strings([t for a in asked for t in a.subjects]),
+        destination=StrColumn.from_strings([q.destination for q in requests]),
+        start_us=np.array([t for a in asked for t in a.starts], dtype=np.int64),
+        usage=np.array([q.requested for q in requests], dtype=np.int64),
+    )  # fmt: skip
+    rater = res._rater
+    rated = rater.rate(columns)
+    volume = np.zeros(len(rated.sp_binding) + 1, dtype=np.int64)
+    np.cumsum(rater.binding_basis[rated.sp_binding] == tk.BASIS_VOLUME, out=volume[1:])
+    return _Rated(columns, rated, volume[rated.span_start[1:]] > volume[rated.span_start[:-1]])
 
 
 _ENC = msgspec.msgpack.Encoder()
@@ -263,19 +332,39 @@ class Reservations:
 
     def authorize_many(self, requests: Sequence[AuthorizeRequest]) -> list[Grant]:
         """One grant per request, served in order: one rating and one kernel call."""
-        now = self._clock()
-        self.expire(now)
+        return authorize_together([(self, requests)])[0]
+
+    def _check(self, requests: Sequence[AuthorizeRequest]) -> None:
         for q in requests:
             if q.requested <= 0:
                 msg = f"authorize {q.account!r}: requested usage {q.requested} is not positive"
                 raise ReservationError(msg)
-        if not requests:
-            return []
-        asked = self._request_columns(requests)
-        columns, rows = asked.columns, asked.rows
-        rated = self._rater.rate(columns)
+
+    def _asked(self, requests: Sequence[AuthorizeRequest]) -> _Asked:
+        """The requests' account rows and what the rating reads, as lists."""
+        state = self._ledger.state
+        rows = state.account_rows(StrColumn.from_strings([q.account for q in requests]))
+        tenants, subjects, kinds, starts = [], [], [], []
+        for q, row in zip(requests, rows.tolist(), strict=True):
+            tenants.append(q.tenant or (state.accounts[row].tenant if row >= 0 else ""))
+            subjects.append(q.subject or q.account)
+            kinds.append(self._kind(q.category))
+            starts.append(micros(q.start, 0))
+        return _Asked(rows, tenants, subjects, kinds, starts)
+
+    def _grants(
+        self, requests: Sequence[AuthorizeRequest], asked: _Asked, batch: _Rated, lo: int
+    ) -> list[Grant]:
+        """Grant and reserve for this ledger's requests, records ``lo …`` of the rated batch.
+
+        The batch may hold other ledgers' records too: they are refused here (row -1).
+        """
+        columns, rated, now = batch.columns, batch.rated, self._clock()
+        self.expire(now)
+        rows = np.full(len(columns), -1, dtype=np.int64)
+        rows[lo : lo + len(requests)] = asked.rows
         refused = (rows < 0) | (rated.error != 0)
-        slow = self._volume_based(rated) & ~refused
+        slow = batch.volume & ~refused
         skip = np.where(refused, _REFUSED, np.where(slow, _DEFERRED, 0)).astype(np.int64)
         out = self._reserve(columns, rated, rows, skip)
         granted, short, ptr, held, amounts = (a.tolist() for a in out)
@@ -286,7 +375,7 @@ class Reservations:
         names = self._ledger.state.balance_ids
         known = rows.tolist()
         grants = []
-        for i, q in enumerate(requests):
+        for i, q in enumerate(requests, start=lo):
             g, s, b_rows, b_amounts = (
                 searched[i] if searched and i in searched
                 else (granted[i], short[i], held[ptr[i] : ptr[i + 1]], amounts[ptr[i] : ptr[i + 1]])
@@ -298,12 +387,13 @@ class Reservations:
                 grants.append(Grant(reservation_id="", granted=0, reserved={}, expires_at=0.0,
                                     reason=reason))  # fmt: skip
                 continue
+            k = i - lo
             self._seq += 1
             held_now = Reservation(
                 id=f"{q.account}~{self._prefix}-{self._seq}", account=q.account,
-                tenant=asked.tenants[i], category=q.category, subject=asked.subjects[i],
+                tenant=asked.tenants[k], category=q.category, subject=asked.subjects[k],
                 destination=q.destination,
-                kind=asked.kinds[i], start_us=asked.starts[i], session=q.session,
+                kind=asked.kinds[k], start_us=asked.starts[k], session=q.session,
                 requested=q.requested, granted=g, rows=tuple(b_rows), amounts=tuple(b_amounts),
                 expires_at=expires,
             )  # fmt: skip
@@ -314,29 +404,6 @@ class Reservations:
                                 expires_at=expires, reason=reason))  # fmt: skip
         return grants
 
-    def _request_columns(self, requests: Sequence[AuthorizeRequest]) -> _Asked:
-        """The requests as a batch to rate, with their account rows."""
-        state = self._ledger.state
-        accounts = StrColumn.from_strings([q.account for q in requests])
-        rows = state.account_rows(accounts)
-        tenants, subjects, kinds, starts = [], [], [], []
-        for q, row in zip(requests, rows.tolist(), strict=True):
-            tenants.append(q.tenant or (state.accounts[row].tenant if row >= 0 else ""))
-            subjects.append(q.subject or q.account)
-            kinds.append(self._kind(q.category))
-            starts.append(micros(q.start, 0))
-        columns = Columns(
-            kind=np.array(kinds, dtype=np.uint8),
-            cdr_id=StrColumn(_NO_IDS.data, np.zeros(len(requests) + 1, dtype=np.int64)),
-            tenant=StrColumn.from_strings(tenants), account=accounts,
-            category=StrColumn.from_strings([q.category for q in requests]),
-            subject=StrColumn.from_strings(subjects),
-            destination=StrColumn.from_strings([q.destination for q in requests]),
-            start_us=np.array(starts, dtype=np.int64),
-            usage=np.array([q.requested for q in requests], dtype=np.int64),
-        )  # fmt: skip
-        return _Asked(columns, rows, tenants, subjects, kinds, starts)
-
     def _kind(self, category: str) -> int:
         """The record kind of a category, by the rule ``ratewire cost`` uses."""
         kind = self._kinds.get(category)
@@ -345,15 +412,6 @@ class Reservations:
                                start=datetime.now(UTC), usage=0, time_based=False)  # fmt: skip
             kind = self._kinds[category] = int(probe.kind[0])
         return kind
-
-    def _volume_based(self, rated: RatedBatch) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Records with a span at a ``volume`` rate: their prices are searched, not derived."""
-        volume = np.zeros(len(rated.sp_binding) + 1, dtype=np.int64)
-        np.cumsum(self._rater.binding_basis[rated.sp_binding] == tk.BASIS_VOLUME, out=volume[1:])
-        found: np.ndarray[Any, np.dtype[np.bool_]] = (
-            volume[rated.span_start[1:]] > volume[rated.span_start[:-1]]
-        )
-        return found
 
     def _kernel_args(self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64) -> _Args:
         """The kernels' leading arguments (see the comment above them)."""

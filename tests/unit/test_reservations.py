@@ -55,6 +55,7 @@ from balances.reservations import (
     CommitRequest,
     Grant,
     Reservations,
+    authorize_together,
 )
 from balances.store import MemoryStore, RocksStore, Store
 from balances.units import load_units
@@ -757,6 +758,58 @@ def test_an_op_id_of_another_operation_is_a_conflict() -> None:
 
 
 # -- rates of basis "volume": prices searched by rating candidates --------------------
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_ledgers_priced_together_grant_what_each_would_alone(data: st.DataObject) -> None:
+    """A worker's API cycle rates every partition's authorizations in one call: each ledger
+    must get exactly the grants and holds its own ``authorize_many`` would give it."""
+    vic = account("vic", data.draw(st.integers(0, 5 * CENT)),
+                  (Balance(id="data", unit="data_bytes", weight=5),
+                   data.draw(st.integers(0, 1_500_000))))  # fmt: skip
+    setups = [sample_accounts(data.draw), [vic], sample_accounts(data.draw)]
+    # the second ledger has a tariff of its own: it is rated apart from the others
+    raters = [sample_rater(), Rater(volume_tariff("0.01", "0.02")), sample_rater()]
+    people = [(*NAMES, "nobody"), ("vic", "nobody"), (*NAMES, "nobody")]
+    kinds: list[Sequence[tuple[str, str, datetime, int]]] = [
+        REQUESTS, [("data", "", T, 3_000_000)], REQUESTS
+    ]  # fmt: skip
+    asks = [
+        data.draw(st.lists(st.tuples(st.sampled_from(people[k]), st.sampled_from(kinds[k]),
+                                     st.floats(0.01, 1.0)), max_size=5))
+        for k in range(3)
+    ]  # fmt: skip
+
+    def requests(k: int) -> list[AuthorizeRequest]:
+        return [
+            AuthorizeRequest(account=who, category=cat, destination=dest, start=start,
+                             requested=max(1, int(most * share)))
+            for who, (cat, dest, start, most), share in asks[k]
+        ]  # fmt: skip
+
+    alone = [world(*setups[k], rater=raters[k]) for k in range(3)]
+    together = [world(*setups[k], rater=raters[k]) for k in range(3)]
+    expected = [alone[k].res.authorize_many(requests(k)) for k in range(3)]
+    got = authorize_together([(together[k].res, requests(k)) for k in range(3)])
+    for k in range(3):
+        assert [(g.granted, g.reserved, g.reason, g.expires_at) for g in got[k]] == [
+            (g.granted, g.reserved, g.reason, g.expires_at) for g in expected[k]
+        ]
+        assert together[k].reserved() == alone[k].reserved()
+        assert len(together[k].res) == len(alone[k].res)
+
+
+def test_a_request_for_no_usage_reserves_nothing_in_any_ledger() -> None:
+    ws = [world(account("alice", EUR)), world(account("bob", EUR))]
+    ok = AuthorizeRequest(account="alice", category="call", destination=FIXED, requested=60,
+                          start=T)  # fmt: skip
+    bad = AuthorizeRequest(account="bob", category="call", destination=FIXED, requested=0,
+                           start=T)  # fmt: skip
+    with pytest.raises(ReservationError, match="'bob': requested usage 0 is not positive"):
+        authorize_together([(ws[0].res, [ok]), (ws[1].res, [bad])])
+    assert [w.reserved() for w in ws] == [[0], [0]]
+    assert [len(w.res) for w in ws] == [0, 0]
+
+
 def volume_tariff(first: str, then: str) -> Tariff:
     """Data at ``first`` EUR a MB for a record under 1 MB, ``then`` for the whole record at
     or above it (basis volume: the tier the record reaches prices all of it), per KB."""

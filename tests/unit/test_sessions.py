@@ -8,12 +8,31 @@ the same code against a broker).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from balances.exceptions import BalanceError
+import tariffs
+from balances.debit import Debitor
+from balances.exceptions import BalanceError, ReservationError
+from balances.ledger import Ledger
+from balances.model import MAIN, Account
+from balances.reservations import (
+    INSUFFICIENT_CREDIT,
+    UNKNOWN_ACCOUNT,
+    AuthorizeRequest,
+    Reservations,
+)
+from balances.store import MemoryStore
+from balances.units import load_units
 from engine.sessions import Release, Sessions
+from tariffs.loader import load_tariff
+from tariffs.rating import Rater
+
+PLAN = Path(tariffs.__file__).parent / "samples" / "mobile.toml"
+EUR = 10**9
 
 
 class _Reservations:
@@ -131,3 +150,89 @@ def test_an_answer_whose_request_was_cancelled_does_not_stop_the_cycle() -> None
         return await asyncio.wait_for(kept, timeout=1)
 
     assert asyncio.run(run()) == "kept"
+
+
+# -- authorizations of several partitions, priced together ------------------------------
+class _Ledgers:
+    """Partitions with real ledgers and reservations on one tariff (checkpoints recorded)."""
+
+    def __init__(self) -> None:
+        self.rater = Rater(load_tariff(PLAN))
+        self.parts: dict[int, Any] = {}
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.checkpoints: list[int] = []
+
+    def add(self, number: int, account: str, money: int) -> None:
+        ledger = Ledger(MemoryStore(), load_units())
+        ledger.create_account(
+            Account(id=account, tenant="ratewire.demo", currency="EUR",
+                    created=datetime(2026, 1, 1, tzinfo=UTC)), []
+        )  # fmt: skip
+        ledger.adjust(account, MAIN, money, op_id=f"open:{account}")
+        part = _Part(number, [])
+        part.reservations = Reservations(ledger, Debitor(ledger.state, self.rater))  # type: ignore[assignment]
+        self.parts[number] = part
+
+    def lock(self, number: int) -> asyncio.Lock:
+        return self.locks.setdefault(number, asyncio.Lock())
+
+    async def get(self, number: int) -> Any:
+        return self.parts[number]
+
+    async def checkpoint(self, part: Any) -> None:
+        await asyncio.sleep(0.001)
+        self.checkpoints.append(part.number)
+
+
+def _call(account: str, seconds: int) -> AuthorizeRequest:
+    start = datetime(2026, 11, 2, 10, tzinfo=UTC)  # a Monday, peak
+    return AuthorizeRequest(account=account, category="call", destination="4930123456",
+                            requested=seconds, start=start)  # fmt: skip
+
+
+def test_each_partition_gets_its_grants_and_a_bad_request_fails_alone() -> None:
+    async def run(parts: _Ledgers) -> list[Any]:
+        s = Sessions(parts)  # type: ignore[arg-type]
+        return await asyncio.gather(
+            s.submit(0, _call("ann", 60)),
+            s.submit(1, _call("ben", 120)),
+            s.submit(1, _call("ben", 0)),  # no usage: refused, its neighbours still granted
+            s.submit(2, _call("cid", 60)),  # 0.05 does not buy the first minute (0.12)
+            s.submit(2, _call("nobody", 60)),
+            return_exceptions=True,
+        )
+
+    parts = _Ledgers()
+    for number, who, money in ((0, "ann", EUR), (1, "ben", EUR), (2, "cid", EUR // 20)):
+        parts.add(number, who, money)
+    ann, ben, zero, cid, nobody = asyncio.run(run(parts))
+    # 0.03 to connect, the first minute whole at 0.09; then 0.0015 a second
+    assert (ann.granted, ann.reserved, ann.reason) == (60, {MAIN: 12 * EUR // 100}, "")
+    assert (ben.granted, ben.reserved, ben.reason) == (120, {MAIN: 21 * EUR // 100}, "")
+    assert isinstance(zero, ReservationError)
+    assert "requested usage 0 is not positive" in str(zero)
+    assert (cid.granted, cid.reason) == (0, INSUFFICIENT_CREDIT)
+    assert (nobody.granted, nobody.reason) == (0, UNKNOWN_ACCOUNT)
+    assert sorted(parts.checkpoints) == [0, 1, 2]  # one cycle: one checkpoint per partition
+
+
+def test_one_cycle_prices_every_partitions_authorizations_in_one_rating_call() -> None:
+    parts = _Ledgers()
+    for number in range(4):
+        parts.add(number, f"acc{number}", EUR)
+    rated: list[int] = []  # records per rating call
+    rate = parts.rater.rate
+
+    def counted(columns: Any, *rest: Any) -> Any:
+        rated.append(len(columns))
+        return rate(columns, *rest)
+
+    parts.rater.rate = counted  # type: ignore[method-assign]
+
+    async def run() -> list[Any]:
+        s = Sessions(parts)  # type: ignore[arg-type]
+        return await asyncio.gather(*(s.submit(n % 4, _call(f"acc{n % 4}", 60)) for n in range(8)))
+
+    grants = asyncio.run(run())
+    assert [g.granted for g in grants] == [60] * 8
+    assert rated == [8]
