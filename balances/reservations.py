@@ -91,7 +91,7 @@ from tariffs.compile import (
     STEP_PRICE,
     STEP_UNIT,
 )
-from tariffs.rating import RatedBatch
+from tariffs.rating import RatedBatch, Rater
 
 # grant and charge reasons ("" is a full grant / a fully paid charge); rating errors
 # keep their tariffs.rated codes
@@ -193,12 +193,37 @@ class _Asked(NamedTuple):
     starts: list[int]
 
 
+class _Shared(NamedTuple):
+    """The kernels' inputs that depend on the rated batch only, not on a ledger."""
+
+    rec: I64  # per record: [-, -, usage, start, measure, -, kind, destination]
+    sp: I64  # per span
+    money: I64  # per record
+
+
+def _shared(columns: Columns, rated: RatedBatch, rater: Rater) -> _Shared:
+    c, by_binding = rated.compiled, rater.binding_drate
+    first = np.where(rated.error == 0, rated.first_binding, 0)
+    drate = by_binding[first]
+    kind = columns.kind.astype(np.int64)
+    step = c.steps[rated.sp_step]
+    zeros = np.zeros(len(columns), dtype=np.int64)  # the ledger's columns, set per ledger
+    rec = _table(zeros, zeros, columns.usage, columns.start_us, KIND_MEASURE[kind], zeros, kind,
+                 c.bindings[first, BINDING_DESTINATION])  # fmt: skip
+    sp = _table(rated.sp_offset, rated.sp_billed, step[:, STEP_PRICE], step[:, STEP_UNIT],
+                by_binding[rated.sp_binding, DRATE_ROUNDING], step[:, STEP_INCREMENT])  # fmt: skip
+    money = _table(rated.connect_fee, drate[:, DRATE_DECIMALS], drate[:, DRATE_ROUNDING],
+                   drate[:, DRATE_MAX_COST], drate[:, DRATE_STRATEGY] == 1)  # fmt: skip
+    return _Shared(rec, sp, money)
+
+
 class _Rated(NamedTuple):
     """Authorize requests of one or more ledgers, rated in one call."""
 
     columns: Columns
     rated: RatedBatch
     volume: np.ndarray[Any, np.dtype[np.bool_]]  # a ``volume`` rate's span: price searched
+    shared: _Shared
 
 
 def authorize_together(
@@ -260,7 +285,8 @@ def _rate(
     rated = rater.rate(columns)
     volume = np.zeros(len(rated.sp_binding) + 1, dtype=np.int64)
     np.cumsum(rater.binding_basis[rated.sp_binding] == tk.BASIS_VOLUME, out=volume[1:])
-    return _Rated(columns, rated, volume[rated.span_start[1:]] > volume[rated.span_start[:-1]])
+    found = volume[rated.span_start[1:]] > volume[rated.span_start[:-1]]
+    return _Rated(columns, rated, found, _shared(columns, rated, rater))
 
 
 _ENC = msgspec.msgpack.Encoder()
@@ -366,7 +392,7 @@ class Reservations:
         refused = (rows < 0) | (rated.error != 0)
         slow = batch.volume & ~refused
         skip = np.where(refused, _REFUSED, np.where(slow, _DEFERRED, 0)).astype(np.int64)
-        out = self._reserve(columns, rated, rows, skip)
+        out = self._reserve(columns, rated, rows, skip, batch.shared)
         granted, short, ptr, held, amounts = (a.tolist() for a in out)
         searched = {
             i: self._search(columns, i, rows[i : i + 1]) for i in np.flatnonzero(slow).tolist()
@@ -413,33 +439,27 @@ class Reservations:
             kind = self._kinds[category] = int(probe.kind[0])
         return kind
 
-    def _kernel_args(self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64) -> _Args:
+    def _kernel_args(
+        self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64, shared: _Shared | None
+    ) -> _Args:  # fmt: skip
         """The kernels' leading arguments (see the comment above them)."""
         self._debitor.refresh()  # filters added since the debitor last debited
-        d, c = self._debitor, rated.compiled
-        first = np.where(rated.error == 0, rated.first_binding, 0)
-        by_binding = self._rater.binding_drate
-        drate = by_binding[first]
-        kind = columns.kind.astype(np.int64)
-        step = c.steps[rated.sp_step]
-        rec = _table(np.maximum(rows, 0), skip, columns.usage, columns.start_us,
-                     KIND_MEASURE[kind], d.categories.lookup(columns.category), kind,
-                     c.bindings[first, BINDING_DESTINATION])  # fmt: skip
-        sp = _table(rated.sp_offset, rated.sp_billed, step[:, STEP_PRICE], step[:, STEP_UNIT],
-                    by_binding[rated.sp_binding, DRATE_ROUNDING],
-                    step[:, STEP_INCREMENT])  # fmt: skip
-        money = _table(rated.connect_fee, drate[:, DRATE_DECIMALS], drate[:, DRATE_ROUNDING],
-                       drate[:, DRATE_MAX_COST], drate[:, DRATE_STRATEGY] == 1)  # fmt: skip
+        d = self._debitor
+        shared = shared or _shared(columns, rated, self._rater)
+        rec = shared.rec.copy()  # this ledger's columns: account row, skip, category code
+        rec[:, 0], rec[:, 1] = np.maximum(rows, 0), skip
+        rec[:, 5] = d.category_codes(columns.category)
         a, b = self._ledger.state.acc.arrays, self._ledger.state.bal.arrays
         acc = (a["mode"], a["limit"], a["head"], a["main"])
         bal = (b["unit"], b["from"], b["until"], b["filter"], b["amount"], b["reserved"], b["next"])
         filt = (d.f_cat, d.f_kind, d.f_dest)
-        return (rec, rated.span_start, sp, money, acc, bal, filt, self._measures, d.currency,
-                d.currency_decimals)  # fmt: skip
+        return (rec, rated.span_start, shared.sp, shared.money, acc, bal, filt, self._measures,
+                d.currency, d.currency_decimals)  # fmt: skip
 
     def _reserve(
-        self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64
-    ) -> tuple[I64, ...]:
+        self, columns: Columns, rated: RatedBatch, rows: I64, skip: I64,
+        shared: _Shared | None = None,
+    ) -> tuple[I64, ...]:  # fmt: skip
         """Run the authorize kernel: granted, short, and the holds as a CSR (ptr, row, amount)."""
         n = len(columns)
         size = int(self._ledger.state.acc.arrays["count"][np.maximum(rows, 0)].sum()) + n
@@ -449,7 +469,7 @@ class Reservations:
             np.empty(n + 1, np.int64),
         )
         held, amount = np.empty(size, np.int64), np.empty(size, np.int64)
-        args = self._kernel_args(columns, rated, rows, skip)
+        args = self._kernel_args(columns, rated, rows, skip, shared)
         authorize_kernel(*args, granted, short, ptr, held, amount)
         return granted, short, ptr, held[: ptr[n]], amount[: ptr[n]]
 
@@ -462,7 +482,7 @@ class Reservations:
             mid = (lo + hi) // 2
             one = _one(columns, i, mid)
             rated = self._rater.rate(one)
-            quote_kernel(*self._kernel_args(one, rated, row, clear), price, budget)
+            quote_kernel(*self._kernel_args(one, rated, row, clear, None), price, budget)
             lo, hi = (mid, hi) if rated.error[0] == 0 and price[0] <= budget[0] else (lo, mid)
         if lo == 0:
             return 0, 1, [], []

@@ -54,7 +54,7 @@ from balances.reference import (
 )
 from balances.state import MAIN_WEIGHT, BalanceState
 from balances.units import load_units
-from engine.columns import KIND_NAMES
+from engine.columns import KIND_NAMES, StrColumn
 from engine.records import DataRecord, EventRecord, Record, SmsRecord, VoiceRecord
 from engine.wire import records_to_columns
 from tariffs.loader import load_tariff
@@ -669,3 +669,21 @@ def test_money_due_is_exact_for_large_prices_per_unit() -> None:
     assert int(rated.cost[0]) == 9_500_000_000
     result = ledger.debit(Debitor(ledger.state, rater), columns, rated)
     assert (int(result.due[0]), int(result.paid[0])) == (9_500_000_000, 9_500_000_000)
+
+
+def test_category_codes_follow_filters_added_later() -> None:
+    """An API request's categories are looked up in a dict kept while the filter table does
+    not grow: a category no filter named yet must get its code once a filter names it."""
+    state = BalanceState(UNITS)
+    d = Debitor(state, rater())
+    asked = StrColumn.from_strings(["call", "sms", "call"])
+    assert d.category_codes(asked).tolist() == [-1, -1, -1]
+    row = state.add_account(Account(id="ann", tenant="t", currency="EUR",
+                                    created=datetime(2026, 1, 1, tzinfo=UTC)))  # fmt: skip
+    state.add_balance(row, Balance(id="promo", unit="EUR", filter=Filter(categories=("call",))))
+    d.refresh()
+    code = int(d.categories.lookup(StrColumn.from_strings(["call"]))[0])
+    assert code >= 0
+    assert d.category_codes(asked).tolist() == [code, -1, code]
+    many = StrColumn.from_strings(["call", "sms"] * 40)  # past the dict's size: the table
+    assert d.category_codes(many).tolist() == [code, -1] * 40
