@@ -29,19 +29,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from itertools import groupby
 from typing import Any, cast
 
+from balances.debit import Debitor
 from balances.exceptions import BalanceError
+from balances.ledger import Ledger
+from balances.model import Account
 from balances.reservations import (
     AuthorizeRequest,
     CommitRequest,
     Reservations,
     authorize_together,
 )
+from balances.store import MemoryStore
+from balances.units import UnitCatalog
+from engine.cost import one_record
 from engine.partition import Partition
 from engine.partitions import Partitions
+from tariffs.rating import Rater
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +204,26 @@ def _each(apply_many: Any, requests: list[Any]) -> list[Any]:
             except BalanceError as exc:
                 out.append(exc)
         return out
+
+
+def warm(rater: Rater, units: UnitCatalog) -> None:
+    """Load the compiled kernels an API request runs, on a scratch ledger in memory.
+
+    numba loads a kernel from its cache at its first call (~0.2 s for these on
+    this machine, ~30 ms of it the authorize path): without this, the first
+    requests after a worker starts wait for it, and those queued behind them
+    too (measured at 2,000 authorize/s: p99 20 ms in the first two seconds
+    without, 5 ms with).
+    """
+    ledger = Ledger(MemoryStore(), units)
+    created = datetime(2000, 1, 1, tzinfo=UTC)
+    ledger.create_account(Account(id="warm", tenant="", currency=rater.tariff.currency,
+                                  created=created))  # fmt: skip
+    debitor = Debitor(ledger.state, rater)
+    now = datetime.now(UTC)
+    ask = AuthorizeRequest(account="warm", category="call", destination="", requested=60,
+                           start=now)  # fmt: skip
+    Reservations(ledger, debitor).authorize_many([ask])  # the rating and authorize kernels
+    usage = one_record(tenant="", category="call", subject="warm", destination="", start=now,
+                       usage=60, time_based=True)  # fmt: skip
+    debitor.debit(usage, rater.rate(usage))  # the debit kernel (a commit's), whatever is rated

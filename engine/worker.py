@@ -43,6 +43,7 @@ from engine.metrics import WorkerMetrics
 from engine.partition import Message, Outcome, Partition
 from engine.partitions import Partitions, PartitionsConfig
 from engine.rejects import Reject
+from engine.sessions import warm
 from engine.topics import ACCOUNTS, ALERTS, BILLING_EVENTS, CDRS, RATED, REJECTED
 from tariffs.rating import Rater
 
@@ -292,6 +293,7 @@ class WorkerApp(faust.App):
 def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime:
     """The Faust app with its agent and HTTP views, and the runtime they share."""
     kafka_transport.zstd_level(kafka_transport.ZSTD_LEVEL)
+    warm(rater, units)
     app = WorkerApp(
         config.app_id,
         **app_settings(

@@ -8,6 +8,8 @@ the same code against a broker).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,24 @@ def test_one_cycle_prices_every_partitions_authorizations_in_one_rating_call() -
     grants = asyncio.run(run())
     assert [g.granted for g in grants] == [60] * 8
     assert rated == [8]
+
+
+def test_warm_loads_the_kernels_an_api_request_runs() -> None:
+    """In a fresh process (this one has called them already): after ``warm`` the rating,
+    authorize and debit kernels are loaded, so the first request does not wait for them."""
+    probe = (
+        "from pathlib import Path\n"
+        "from balances import kernels as bk, reservation_kernels as rk\n"
+        "from balances.units import load_units\n"
+        "from engine.sessions import warm\n"
+        "from tariffs import kernels as tk\n"
+        "from tariffs.loader import load_tariff\n"
+        "from tariffs.rating import Rater\n"
+        "kernels = (tk.rate_kernel, rk.authorize_kernel, bk.debit_kernel)\n"
+        "before = [len(k.signatures) for k in kernels]\n"
+        f"warm(Rater(load_tariff(Path({str(PLAN)!r}))), load_units())\n"
+        "print(before, [len(k.signatures) for k in kernels])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(tariffs.__file__).parent.parent)  # fmt: skip
+    assert out.stdout.split("\n")[0] == "[0, 0, 0] [1, 1, 1]"
