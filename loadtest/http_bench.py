@@ -6,7 +6,8 @@ latency counts from then, so a slow answer delays nothing and hides nothing.
 ``--commit-share`` of the grants are committed at their session's next slot,
 the rest left to expire (``0``: every request is an authorize). Prints one
 JSON object (p50/p90/p99/p99.9/max in ms, statuses, achieved rate, and the
-worker's own view: the share of requests it served within each bucket).
+worker's own view: the share of requests it served within each bucket, from
+its metrics read before the driver releases what the run left held).
 
 ``ratewire loadtest http --embedded`` drives sessions that commit and release
 too, checks the balances afterwards and writes a full report.
@@ -43,6 +44,12 @@ def server_buckets(metrics: str) -> dict[str, float]:
     return {f"{float(b) * 1000:g}": round(n / total, 4) for b, n in counts.items()}
 
 
+def _read(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text: str = answer.read().decode()
+        return text
+
+
 def summary(r: Report, server: dict[str, float]) -> dict[str, Any]:
     """The report as the benchmark has always printed it."""
     statuses: Counter[str] = Counter()
@@ -75,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(provision(cluster.bootstrap, scenario, partitions=args.partitions,
                               timeout=300))  # fmt: skip
         url = cluster.workers[0].url
-        report = run_measured(lambda: run(url, load))
-        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
-            server = server_buckets(answer.read().decode())
+        metrics: list[str] = []
+
+        async def driven() -> None:  # before the driver releases what the run left held
+            metrics.append(await asyncio.to_thread(_read, f"{url}/metrics"))
+
+        report = run_measured(lambda: run(url, load, driven=driven))
+        server = server_buckets(metrics[0])
     sys.stdout.write(msgspec.json.encode(summary(report, server)).decode() + "\n")
     return 0
 

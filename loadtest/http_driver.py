@@ -33,6 +33,7 @@ import asyncio
 import math
 import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -272,8 +273,13 @@ async def run(
     live: Live | None = None,
     cluster: Cluster | None = None,
     config: dict[str, Any] | None = None,
+    driven: Callable[[], Awaitable[None]] | None = None,
 ) -> Report:
-    """One run against the worker API at ``base`` (``http://host:port``)."""
+    """One run against the worker API at ``base`` (``http://host:port``).
+
+    ``driven`` is awaited once the slots are answered, before held
+    reservations are released (e.g. to read the worker's metrics of the run).
+    """
     live = live or Live(quiet=True)
     started = datetime.now(UTC)
     headers = {"Authorization": f"Bearer {load.token}"} if load.token else {}
@@ -296,6 +302,8 @@ async def run(
         log = await _drive(st, sender, live)
         cpu = {k: round(v - cpu_before[k], 2) for k, v in cluster.cpu().items()} if cluster else {}
         unanswered = sum(1 for t in st.tasks if not t.done())
+        if driven is not None:
+            await driven()
         await _release_held(st)
         after = await balances(client, accounts) if load.books else {}
     whole = st.errors == 0 and unanswered == 0

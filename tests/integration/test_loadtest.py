@@ -162,7 +162,12 @@ TIGHT = Scenario(
 def test_a_short_http_run_never_overspends_and_every_request_is_counted(setup: Setup) -> None:
     asyncio.run(kafka_driver.provision(setup.broker.bootstrap, TIGHT, partitions=PARTITIONS))
     load = HttpLoad(rps=300, duration=3.0, sessions=40, accounts=TIGHT.accounts, warmup=0.5)
-    report = asyncio.run(http_driver.run(setup.worker.url, load))
+    driven: list[dict[str, float]] = []  # the worker's counts once the run was answered
+
+    async def read_metrics() -> None:
+        driven.append(await asyncio.to_thread(metrics, setup.worker))
+
+    report = asyncio.run(http_driver.run(setup.worker.url, load, driven=read_metrics))
     c = report.counts
     # the status counts add up to the requests sent, and every planned request was sent
     assert sum(n for by in report.statuses.values() for n in by.values()) == c["sent"] == 900
@@ -187,4 +192,7 @@ def test_a_short_http_run_never_overspends_and_every_request_is_counted(setup: S
     assert (
         sum(n for (op, _), n in served.items() if op == "authorize") == c["granted"] + c["denied"]
     )
+    # the hook ran after the run's requests were answered, before held grants were released
+    then = {tuple(k.split(":")[1:]): n for k, n in driven[0].items() if k.startswith("http:")}
+    assert sum(n for (op, _), n in then.items() if op in http_driver.OPERATIONS) == 900
     assert report.latency_ms["all"]["count"] > 0
