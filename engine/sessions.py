@@ -6,8 +6,9 @@ request would cap a partition at a few hundred requests a second, so
 requests queue and are applied in groups: whatever arrived while the
 previous cycle was being written forms the next, one group per partition;
 a group's commits are applied in one debit (``commit_many``), and it costs
-one changelog write. Under light load a group is one request; under heavy load groups
-grow, and so does throughput, while each request waits about two round trips.
+one changelog write. Under light load a group is one request; under heavy
+load groups grow, and so does throughput, while each request waits about
+two round trips.
 
 The cycle is the worker's, not each partition's: the groups of all
 partitions are applied together, their authorizations priced in one rating
