@@ -34,7 +34,6 @@ from engine.columns import I64, KIND_NAMES, SMALL, Columns, StrColumn
 from engine.keytable import KeyTable
 from tariffs.compile import (
     BINDING_DESTINATION,
-    BINDING_DRATE,
     DRATE_DECIMALS,
     DRATE_MAX_COST,
     DRATE_ROUNDING,
@@ -169,10 +168,9 @@ class Debitor:
         flags[rated.error != 0] |= bk.FLAG_NOT_RATED
         flags[account < 0] |= bk.FLAG_UNKNOWN_ACCOUNT
         first = np.where(rated.error == 0, rated.first_binding, 0)
-        drate = c.bindings[first, BINDING_DRATE]
-        d = c.drates[drate]
-        span_drate = c.bindings[rated.sp_binding, BINDING_DRATE]
-        category = self.categories.lookup(columns.category)
+        by_binding = self.rater.binding_drate
+        d = by_binding[first]
+        category = self.category_codes(columns.category)
         kind = columns.kind.astype(np.int64)
         acc, bal = state.acc.arrays, state.bal.arrays
         rows = int((acc["count"][np.maximum(account, 0)] + 2).sum())
@@ -185,7 +183,7 @@ class Debitor:
             c.bindings[first, BINDING_DESTINATION],
             rated.span_start, rated.sp_offset, rated.sp_billed,
             c.steps[rated.sp_step, STEP_PRICE], c.steps[rated.sp_step, STEP_UNIT],
-            c.drates[span_drate, DRATE_ROUNDING],
+            by_binding[rated.sp_binding, DRATE_ROUNDING],
             rated.connect_fee, d[:, DRATE_DECIMALS], d[:, DRATE_ROUNDING], d[:, DRATE_MAX_COST],
             d[:, DRATE_STRATEGY] == 1,
             self.currency, self.currency_decimals, self.points_per_unit,
