@@ -30,6 +30,7 @@ import msgspec
 from balances.ledger import stored_seq
 from balances.store import Store, WriteBatch
 from engine.exceptions import RatewireError
+from engine.runs import runs_under
 
 NEXT_KEY = b"chg/next"  # local store: the changelog offset to replay from
 PIECE = b"chg/piece/"  # + key: a leading piece of a value too large for one message
@@ -60,15 +61,8 @@ def encode_changes(
     batch: WriteBatch, prev: int, seq: int, max_bytes: int = MAX_BYTES
 ) -> list[bytes]:
     """The changelog messages of one staged batch, in order, each under ``max_bytes``."""
-    groups: list[list[tuple[bytes, bytes | None]]] = [[]]
-    size = 0
-    for key, value in _pieces(batch.operations(), max_bytes):
-        weight = _weight(key, value)
-        if groups[-1] and size + weight > max_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append((key, value))
-        size += weight
+    groups = runs_under(_pieces(batch.operations(), max_bytes), lambda op: _weight(*op),
+                        max_bytes)  # fmt: skip
     parts = len(groups)
     return [_ENC.encode(ChangeSet(prev, seq, i, parts, ops)) for i, ops in enumerate(groups)]
 

@@ -43,6 +43,7 @@ from engine.metrics import WorkerMetrics
 from engine.partition import Message, Outcome, Partition
 from engine.partitions import Partitions, PartitionsConfig
 from engine.rejects import Reject
+from engine.runs import runs_under
 from engine.sessions import warm
 from engine.topics import ACCOUNTS, ALERTS, BILLING_EVENTS, CDRS, RATED, REJECTED
 from tariffs.rating import Rater
@@ -218,15 +219,7 @@ class Runtime:
 
 def _slice(messages: list[Message], limit: int) -> list[list[Message]]:
     """``messages`` in order, cut into runs of at most ``limit`` bytes (or one message)."""
-    runs: list[list[Message]] = [[]]
-    size = 0
-    for m in messages:
-        if runs[-1] and size + len(m.value) > limit:
-            runs.append([])
-            size = 0
-        runs[-1].append(m)
-        size += len(m.value)
-    return runs
+    return runs_under(messages, lambda m: len(m.value), limit)
 
 
 def _chunks(lines: bytes | memoryview) -> list[memoryview]:
