@@ -233,7 +233,7 @@ class BillingApi:
         return serve
 
     def _authorized(self, request: web.Request) -> None:
-        check_token(request, self.rt.config.api_token)
+        check_token(request.headers.get("Authorization", ""), self.rt.config.api_token)
 
 
 def _json(status: int, body: Any) -> web.Response:

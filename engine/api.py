@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import msgspec
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from engine.worker import Runtime
 
 FORWARDED = "X-Ratewire-Forwarded"  # a forwarded request is never forwarded again
-Handler = Callable[[Partition], Awaitable[Any]]
+FORWARDED_HEADER = FORWARDED.lower()
 
 
 class AuthorizeBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -70,11 +70,11 @@ class ApiError(RatewireError):
         self.status, self.code = status, code
 
 
-def check_token(request: web.Request, token: str) -> None:
-    """:class:`ApiError` 401 unless ``token`` is empty or the request carries it."""
+def check_token(given: str, token: str) -> None:
+    """:class:`ApiError` 401 unless ``token`` is empty or ``given`` (the Authorization
+    header) carries it."""
     if not token:
         return
-    given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         raise ApiError(401, "UNAUTHORIZED", "missing or wrong Authorization: Bearer token")
 
@@ -97,67 +97,94 @@ def _decode(body: bytes, kind: type[Any]) -> Any:
         raise ApiError(400, "INVALID_REQUEST", f"request body: {exc}") from None
 
 
+class Reply(NamedTuple):
+    """An answer, whichever server writes it."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+#: route: (method, path); the path's one variable is the route's key
+ROUTES = {
+    "balances": ("GET", "/accounts/{key}/balances"),
+    "authorize": ("POST", "/accounts/{key}/authorize"),
+    "commit": ("POST", "/reservations/{key}/commit"),
+    "release": ("POST", "/reservations/{key}/release"),
+}
+_WRITES = frozenset({"authorize", "commit", "release"})
+
+
 class Api:
-    """Handlers bound to one worker's runtime."""
+    """Handlers bound to one worker's runtime.
+
+    :meth:`call` answers a route whichever server read the request: aiohttp's
+    (Faust's web server, through :meth:`add_routes`) or the lane in front of
+    it (:mod:`engine.api_lane`).
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._sessions = Sessions(runtime.partitions)
         self._client: aiohttp.ClientSession | None = None
+        self._locals: dict[str, Callable[[Partition, str, bytes], Any]] = {
+            "balances": self._balances, "authorize": self._authorize,
+            "commit": self._commit, "release": self._release,
+        }  # fmt: skip
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/accounts/{account}/balances", self.balances)
-        router.add_post("/accounts/{account}/authorize", self.authorize)
-        router.add_post("/reservations/{reservation}/commit", self.commit)
-        router.add_post("/reservations/{reservation}/release", self.release)
+        for route, (method, path) in ROUTES.items():
+            router.add_route(method, path, self._web(route))
         router.add_get("/metrics", self.metrics)
         router.add_get("/health", self.health)
 
-    # -- routes --------------------------------------------------------------------------
-    async def balances(self, request: web.Request) -> web.Response:
-        account = request.match_info["account"]
+    async def call(
+        self, route: str, key: str, body: bytes, headers: Mapping[str, str], path: str
+    ) -> Reply:
+        """Answer ``route`` for ``key`` (an account or a reservation id, decoded).
 
-        async def local(part: Partition) -> Any:
-            self._known(part, account)
-            return show(part.ledger, account)
+        ``headers`` are looked up by lower-case name; ``path`` is the request's
+        path, for a request forwarded to the account's owner.
+        """
+        started = time.perf_counter()
+        try:
+            check_token(headers.get("authorization", ""), self.rt.config.api_token)
+            reply = await self._route(route, key, body, headers, path)
+        except ApiError as exc:
+            reply = _error(exc.status, exc.code, str(exc))
+        except RatewireError as exc:
+            status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 500)
+            reply = _error(status, exc.code, str(exc))
+        m = self.rt.metrics
+        m.http_requests_total.inc(route=route, status=reply.status)
+        m.http_request_seconds.observe(time.perf_counter() - started)
+        return reply
 
-        return await self._serve(request, "balances", lambda: account, local, write=False)
+    # -- what each route does on the account's own partition ----------------------------
+    def _balances(self, part: Partition, account: str, body: bytes) -> Any:
+        self._known(part, account)
+        return show(part.ledger, account)
 
-    async def authorize(self, request: web.Request) -> web.Response:
-        account = request.match_info["account"]
-        raw = await request.read()
+    def _authorize(self, part: Partition, account: str, body: bytes) -> AuthorizeRequest:
+        asked: AuthorizeBody = _decode(body, AuthorizeBody)
+        self._known(part, account)
+        start = parse_start(asked.start) if asked.start else datetime.now(UTC)
+        return AuthorizeRequest(
+            account=account, category=asked.category, destination=asked.destination,
+            requested=_usage(asked.usage), start=start, tenant=asked.tenant,
+            subject=asked.subject, session=asked.session,
+        )  # fmt: skip
 
-        async def local(part: Partition) -> Any:
-            body: AuthorizeBody = _decode(raw, AuthorizeBody)
-            self._known(part, account)
-            start = parse_start(body.start) if body.start else datetime.now(UTC)
-            usage = _usage(body.usage)
-            return AuthorizeRequest(
-                account=account, category=body.category, destination=body.destination,
-                requested=usage, start=start, tenant=body.tenant, subject=body.subject,
-                session=body.session,
-            )  # fmt: skip
+    @staticmethod
+    def _commit(part: Partition, rid: str, body: bytes) -> CommitRequest:
+        asked: CommitBody = _decode(body, CommitBody)
+        return CommitRequest(rid, _usage(asked.usage), asked.op_id)
 
-        return await self._serve(request, "authorize", lambda: account, local, write=True)
+    @staticmethod
+    def _release(part: Partition, rid: str, body: bytes) -> Release:
+        return Release(rid)
 
-    async def commit(self, request: web.Request) -> web.Response:
-        rid = request.match_info["reservation"]
-        raw = await request.read()
-
-        async def local(part: Partition) -> Any:
-            body: CommitBody = _decode(raw, CommitBody)
-            return CommitRequest(rid, _usage(body.usage), body.op_id)
-
-        return await self._serve(request, "commit", lambda: _account_of(rid), local, write=True)
-
-    async def release(self, request: web.Request) -> web.Response:
-        rid = request.match_info["reservation"]
-
-        async def local(part: Partition) -> Any:
-            return Release(rid)
-
-        return await self._serve(request, "release", lambda: _account_of(rid), local, write=True)
-
+    # -- other routes (Faust's web server only) ------------------------------------------
     async def metrics(self, request: web.Request) -> web.Response:
         full = self.rt.metrics.stream_buffer_full_total  # Faust's monitor counts these
         full.inc(sum(self.rt.app.monitor.topic_buffer_full.values()) - full.value())
@@ -167,55 +194,44 @@ class Api:
     async def health(self, request: web.Request) -> web.Response:
         body = {"assigned": self.rt.assigned, "open": self.rt.partitions.owned(),
                 "counts": dict(self.rt.counts)}  # fmt: skip
-        return _json(200, body)
+        return _response(_json(200, body))
 
     # -- plumbing ------------------------------------------------------------------------
-    async def _serve(
-        self, request: web.Request, route: str, account: Callable[[], str], local: Handler,
-        *, write: bool,
-    ) -> web.Response:  # fmt: skip
-        started = time.perf_counter()
-        try:
-            self._authorized(request)
-            response = await self._route(request, account(), local, write=write)
-        except ApiError as exc:
-            response = _error(exc.status, exc.code, str(exc))
-        except RatewireError as exc:
-            status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 500)
-            response = _error(status, exc.code, str(exc))
-        m = self.rt.metrics
-        m.http_requests_total.inc(route=route, status=response.status)
-        m.http_request_seconds.observe(time.perf_counter() - started)
-        return response
+    def _web(self, route: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            reply = await self.call(route, request.match_info["key"], body, request.headers,
+                                    request.path)  # fmt: skip
+            return _response(reply)
 
-    def _authorized(self, request: web.Request) -> None:
-        check_token(request, self.rt.config.api_token)
+        return handle
 
     async def _route(
-        self, request: web.Request, account: str, local: Handler, *, write: bool
-    ) -> web.Response:
+        self, route: str, key: str, body: bytes, headers: Mapping[str, str], path: str
+    ) -> Reply:
+        account = key if route in ("balances", "authorize") else _account_of(key)
         if not account:
             raise ApiError(400, "INVALID_REQUEST", "no account in the path")
         number = _partition_of(account, self.rt.config.partitions)
-        if number in self.rt.assigned or request.headers.get(FORWARDED):
-            return await self._local(number, local, write=write)
+        if number in self.rt.assigned or headers.get(FORWARDED_HEADER):
+            return await self._local(number, route, key, body)
         try:
             url = self.rt.app.router.external_topic_key_store(self._topic, account.encode())
         except KeyError:
             msg = f"partition {number} has no owner yet (the group is rebalancing): try again"
             raise ApiError(503, "REBALANCING", msg) from None
         except SameNode:
-            return await self._local(number, local, write=write)
+            return await self._local(number, route, key, body)
         if (url.host, url.port) == (self.rt.config.web_host, self.rt.config.web_port):
-            return await self._local(number, local, write=write)
-        return await self._forward(request, url.with_path(request.path), request.read)
+            return await self._local(number, route, key, body)
+        return await self._forward(ROUTES[route][0], url.with_path(path), body, headers)
 
     @property
     def _topic(self) -> Any:
         return self.rt.app.topic(CDRS, key_serializer="raw", value_serializer="raw")
 
-    async def _local(self, number: int, local: Handler, *, write: bool) -> web.Response:
-        """Read: ``local``'s answer. Write: ``local`` builds a request, applied in a group.
+    async def _local(self, number: int, route: str, key: str, body: bytes) -> Reply:
+        """Read: the route's answer. Write: the route builds a request, applied in a group.
 
         Only for a partition assigned here: a request forwarded by a worker whose view
         of the group is stale must not open (and write) another worker's partition.
@@ -224,24 +240,20 @@ class Api:
             msg = f"partition {number} is not assigned to this worker (rebalancing?): try again"
             raise ApiError(503, "REBALANCING", msg)
         part = await self.rt.partitions.get(number)
-        answer = await local(part)
-        if write:
+        answer = self._locals[route](part, key, body)
+        if route in _WRITES:
             answer = await self._sessions.submit(number, answer)
         return _json(200, answer)
 
     async def _forward(
-        self, request: web.Request, url: Any, read: Callable[[], Awaitable[bytes]]
-    ) -> web.Response:
+        self, method: str, url: Any, body: bytes, headers: Mapping[str, str]
+    ) -> Reply:
         if self._client is None:
             self._client = aiohttp.ClientSession()
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        headers[FORWARDED] = "1"
-        async with self._client.request(
-            request.method, url, data=await read(), headers=headers
-        ) as answer:
-            body = await answer.read()
-            return web.Response(body=body, status=answer.status,
-                                content_type=answer.content_type)  # fmt: skip
+        sent = {k: v for k, v in headers.items() if k.lower() != "host"}
+        sent[FORWARDED] = "1"
+        async with self._client.request(method, url, data=body, headers=sent) as answer:
+            return Reply(answer.status, await answer.read(), answer.content_type)
 
     @staticmethod
     def _known(part: Partition, account: str) -> None:
@@ -269,10 +281,13 @@ def _account_of(reservation_id: str) -> str:
     return account
 
 
-def _json(status: int, body: Any) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status,
-                        content_type="application/json")  # fmt: skip
+def _json(status: int, body: Any) -> Reply:
+    return Reply(status, msgspec.json.encode(body))
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def _error(status: int, code: str, message: str) -> Reply:
     return _json(status, {"error": code, "message": message})
+
+
+def _response(reply: Reply) -> web.Response:
+    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type)

@@ -36,6 +36,7 @@ from engine import kafka_transport
 from engine.account_commands import outcome_message
 from engine.alerts import DEFAULT_RULES, Alert, Alerter, AlertRule
 from engine.api import Api
+from engine.api_lane import LaneWeb
 from engine.broker import bootstrap_of
 from engine.changelog import MAX_BYTES
 from engine.faust_app import app_settings
@@ -277,6 +278,9 @@ class WorkerApp(faust.App):
         if self.api is not None:
             await self.api.close()
         await super().on_stop()
+
+    def _new_web(self) -> Any:
+        return LaneWeb(self)
 
     def on_webserver_init(self, web: Any) -> None:
         if self.api is not None:
