@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,8 @@ _ROUTE_OF = {
     (method.encode(), *path.encode().strip(b"/").split(b"/{key}/")): route
     for route, (method, path) in ROUTES.items()
 }
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")  # a header name (RFC 9110), lower case
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a header value: aiohttp decides
 _FALLS_BACK = frozenset({"transfer-encoding", "expect", "upgrade"})  # aiohttp handles these
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -70,6 +73,8 @@ def parse_head(head: bytes) -> Request | None:
     if len(first) != 3 or first[2] != b"HTTP/1.1":
         return None
     method, target = first[0], first[1]
+    if b"#" in target or _CONTROL.search(target):
+        return None
     parts = target.split(b"?", 1)[0].split(b"/")
     if len(parts) != 4 or parts[0] or not parts[2]:
         return None
@@ -79,24 +84,26 @@ def parse_head(head: bytes) -> Request | None:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         field, colon, value = line.partition(b":")
-        try:
-            name = field.decode("ascii").lower()
-        except UnicodeDecodeError:
-            return None
-        if not colon or not name or name != name.strip() or name in headers:
-            return None  # malformed, folded or repeated: aiohttp decides
-        headers[name] = value.strip().decode("latin-1")
+        name = field.lower()
+        if not colon or not _TOKEN.match(name) or _CONTROL.search(value):
+            return None  # malformed or folded: aiohttp decides
+        key = name.decode("ascii")
+        if key in headers:
+            return None  # repeated: aiohttp decides
+        headers[key] = value.strip(b" \t").decode("latin-1")
     length = headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > MAX_BODY or _FALLS_BACK.intersection(headers):
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY:
+        return None
+    if _FALLS_BACK.intersection(headers):
         return None
     try:
         raw = parts[2].decode("ascii")
         path = target.split(b"?", 1)[0].decode("ascii")
+        key = unquote(raw, errors="strict") if "%" in raw else raw
+        if "%" in path:
+            path = unquote(path, errors="strict")
     except UnicodeDecodeError:
         return None
-    key = unquote(raw, errors="strict") if "%" in raw else raw
-    if "%" in path:
-        path = unquote(path, errors="strict")
     close = "close" in headers.get("connection", "").lower()
     return Request(route, key, path, headers, int(length), close)
 

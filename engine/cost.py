@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ _VOICE_CATEGORIES = frozenset({"call", "voice"})
 _KINDS = {"sms": KIND_SMS, "data": KIND_DATA}
 
 
+@lru_cache(maxsize=1024)  # the API parses the same few usages thousands of times a second
 def parse_usage(text: str) -> tuple[int, bool]:
     """``"45s"``, ``"10m45s"``, ``"1h"`` → (seconds, True); ``"2048"`` → (2048, False)."""
     text = text.strip()

@@ -16,7 +16,10 @@ import msgspec
 import pytest
 import uvloop
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
+from engine import api_lane
 from engine.api import Api, Reply
 from engine.api_lane import MAX_PENDING, Lane, encode_reply, parse_head
 
@@ -43,9 +46,7 @@ class ScriptedApi(Api):
         return Reply(200, msgspec.json.encode(answer))
 
 
-@asynccontextmanager
-async def lane(api: ScriptedApi) -> AsyncIterator[tuple[asyncio.StreamReader, Any]]:
-    """A lane on a free port with aiohttp's protocol behind it; a connection to it."""
+def application(api: ScriptedApi) -> web.Application:
     app = web.Application()
     api.add_routes(app.router)
 
@@ -53,16 +54,31 @@ async def lane(api: ScriptedApi) -> AsyncIterator[tuple[asyncio.StreamReader, An
         return web.Response(text="aiohttp here")
 
     app.router.add_get("/other", other)
-    runner = web.AppRunner(app, access_log=None)
+    return app
+
+
+@asynccontextmanager
+async def lane(
+    api: ScriptedApi, *, plain: bool = False
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, Lane]]:
+    """A lane on a free port with aiohttp's protocol behind it; a connection to it.
+
+    ``plain``: aiohttp alone (Faust's web server as it comes), for comparison.
+    """
+    runner = web.AppRunner(application(api), access_log=None)
     await runner.setup()
     assert runner.server is not None
     served = Lane(api, runner.server)
-    await served.start("127.0.0.1", 0)
-    assert served._server is not None
-    port = served._server.sockets[0].getsockname()[1]
+    if plain:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+    else:
+        await served.start("127.0.0.1", 0)
+        assert served._server is not None
+        port = served._server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        yield reader, writer
+        yield reader, writer, served
     finally:
         writer.close()
         await served.stop()
@@ -94,7 +110,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 def test_pipelined_answers_come_back_in_request_order() -> None:
     async def go() -> None:
         api = ScriptedApi({"slow": 0.05})
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(post("/accounts/slow/authorize", b'{"a":1}')
                          + post("/reservations/fast~1/commit", b"{}")
                          + b"GET /accounts/fast/balances HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
@@ -113,7 +129,7 @@ def test_pipelined_answers_come_back_in_request_order() -> None:
 def test_other_requests_go_to_aiohttp_after_the_answers_before_them() -> None:
     async def go() -> None:
         api = ScriptedApi({"slow": 0.05})
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(post("/accounts/slow/authorize")
                          + b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"
                          + post("/accounts/after/authorize"))  # fmt: skip
@@ -154,7 +170,7 @@ def test_other_requests_go_to_aiohttp_after_the_answers_before_them() -> None:
 def test_what_the_lane_does_not_take_aiohttp_answers(request_bytes: bytes, status: int) -> None:
     async def go() -> None:
         api = ScriptedApi()
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(request_bytes)
             got, headers, body = await answer(reader)
         assert got == status, body
@@ -172,7 +188,7 @@ def test_what_the_lane_does_not_take_aiohttp_answers(request_bytes: bytes, statu
 def test_connection_close_is_answered_then_closed_and_nothing_after_it_read() -> None:
     async def go() -> None:
         api = ScriptedApi()
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(post("/accounts/a/authorize", b"", "Connection: close\r\n")
                          + post("/accounts/b/authorize"))  # fmt: skip
             status, headers, _ = await answer(reader)
@@ -186,7 +202,7 @@ def test_connection_close_is_answered_then_closed_and_nothing_after_it_read() ->
 def test_keys_are_percent_decoded_and_query_strings_ignored() -> None:
     async def go() -> None:
         api = ScriptedApi()
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(post("/accounts/a%2Fb%20c/authorize?x=1", b"", "Authorization: T\r\n"))
             _, _, body = await answer(reader)
         got = msgspec.json.decode(body)
@@ -198,7 +214,7 @@ def test_keys_are_percent_decoded_and_query_strings_ignored() -> None:
 def test_a_failing_call_answers_500_and_the_connection_goes_on() -> None:
     async def go() -> None:
         api = ScriptedApi()
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(post("/accounts/boom/authorize") + post("/accounts/ok/authorize"))
             first, second = await answer(reader), await answer(reader)
         assert first[0] == 500
@@ -212,7 +228,7 @@ def test_reading_pauses_while_too_many_answers_are_pending() -> None:
     async def go() -> None:
         api = ScriptedApi()
         api.release.clear()
-        async with lane(api) as (reader, writer):
+        async with lane(api) as (reader, writer, _):
             writer.write(
                 b"".join(post(f"/accounts/k{i}/authorize") for i in range(3 * MAX_PENDING))
             )
@@ -225,6 +241,48 @@ def test_reading_pauses_while_too_many_answers_are_pending() -> None:
         assert keys == [f"k{i}" for i in range(3 * MAX_PENDING)]
 
     run(go())
+
+
+SAME = [
+    post("/accounts/a/authorize", b'{"category":"call","usage":"2m"}'),
+    post("/accounts/a%2Fb/authorize?x=1&y=2"),
+    post("/accounts/%C3%A9t%C3%A9/authorize", b"{}", "authorization: Bearer T\r\n"),
+    post("/accounts/a+b/authorize", b"", "AUTHORIZATION:   Bearer  x  \r\n"),
+    post("/reservations/a~x-1/release", b"", "X-Ratewire-Forwarded: 1\r\n"),
+    b"GET /accounts/a/balances HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+def test_the_lane_answers_as_aiohttp_alone_does() -> None:
+    """The same requests, through the lane and through aiohttp alone: the same calls
+    (route, key, body, path, Authorization) and the same answers."""
+
+    async def answers(plain: bool) -> tuple[list[Any], list[Any]]:
+        api = ScriptedApi()
+        async with lane(api, plain=plain) as (reader, writer, _):
+            writer.write(b"".join(SAME))
+            got = [await answer(reader) for _ in SAME]
+        return [(status, body) for status, _, body in got], api.calls
+
+    results: dict[bool, Any] = {}
+
+    async def go() -> None:
+        results[True] = await answers(plain=True)
+        results[False] = await answers(plain=False)
+
+    run(go())
+    assert results[False] == results[True]
+    assert [msgspec.json.decode(b)["key"] for _, b in results[False][0]] == [
+        "a", "a/b", "été", "a+b", "a~x-1", "a",
+    ]  # fmt: skip
+
+
+@given(st.binary(max_size=300))
+def test_parse_head_never_raises(head: bytes) -> None:
+    request = parse_head(b"POST /accounts/a/authorize HTTP/1.1\r\n" + head)
+    if request is not None:
+        assert request.route == "authorize"
+        assert 0 <= request.length <= (1 << 20)
 
 
 def test_parse_head_and_encode_reply() -> None:
@@ -245,3 +303,37 @@ def test_parse_head_and_encode_reply() -> None:
         b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
         b"Date: D\r\nConnection: close\r\n\r\n{}"
     )
+
+
+def test_a_client_gone_before_its_answer_leaves_the_lane_serving_others() -> None:
+    async def go() -> None:
+        api = ScriptedApi({"slow": 0.05})
+        async with lane(api) as (reader, writer, _):
+            port = writer.get_extra_info("peername")[1]
+            _, gone = await asyncio.open_connection("127.0.0.1", port)
+            gone.write(post("/accounts/slow/authorize"))
+            await asyncio.sleep(0.01)
+            gone.close()
+            await asyncio.sleep(0.1)  # its answer is ready now, with nobody to take it
+            writer.write(post("/accounts/next/authorize"))
+            status, _, body = await answer(reader)
+        assert (status, msgspec.json.decode(body)["key"]) == (200, "next")
+        assert api.calls == [("authorize", "slow"), ("authorize", "next")]
+
+    run(go())
+
+
+def test_idle_connections_are_closed_by_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def go() -> None:
+        api = ScriptedApi()
+        async with lane(api) as (reader, writer, served):
+            writer.write(post("/accounts/a/authorize"))
+            await answer(reader)
+            served._sweep()  # idle for less than IDLE_SECONDS: kept
+            writer.write(post("/accounts/b/authorize"))
+            assert (await answer(reader))[0] == 200
+            monkeypatch.setattr(api_lane, "IDLE_SECONDS", 0.0)
+            served._sweep()
+            assert await reader.read() == b""  # closed by the server
+
+    run(go())
