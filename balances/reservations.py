@@ -329,6 +329,7 @@ class Reservations:
         self._prefix = secrets.token_hex(6)
         self._seq = 0
         self._kinds: dict[str, int] = {}
+        self._rows: dict[str, int] = {}  # account id: row, for the accounts asked about
         measures = [MEASURE_CODES[u.measure] for u in state.units.units]
         self._measures = np.array(measures, dtype=np.int64)
         self._load()
@@ -368,10 +369,15 @@ class Reservations:
 
     def _asked(self, requests: Sequence[AuthorizeRequest]) -> _Asked:
         """The requests' account rows and what the rating reads, as lists."""
-        state = self._ledger.state
-        rows = state.account_rows(StrColumn.from_strings([q.account for q in requests]))
+        state, known = self._ledger.state, self._rows
+        missing = [q.account for q in requests if q.account not in known]
+        if missing:  # an account's row never changes: only new names are looked up
+            found = state.account_rows(StrColumn.from_strings(missing)).tolist()
+            known.update((a, row) for a, row in zip(missing, found, strict=True) if row >= 0)
+        listed = [known.get(q.account, -1) for q in requests]
+        rows = np.array(listed, dtype=np.int64)
         tenants, subjects, kinds, starts = [], [], [], []
-        for q, row in zip(requests, rows.tolist(), strict=True):
+        for q, row in zip(requests, listed, strict=True):
             tenants.append(q.tenant or (state.accounts[row].tenant if row >= 0 else ""))
             subjects.append(q.subject or q.account)
             kinds.append(self._kind(q.category))
@@ -387,19 +393,28 @@ class Reservations:
         """
         columns, rated, now = batch.columns, batch.rated, self._clock()
         self.expire(now)
-        rows = np.full(len(columns), -1, dtype=np.int64)
-        rows[lo : lo + len(requests)] = asked.rows
-        refused = (rows < 0) | (rated.error != 0)
-        slow = batch.volume & ~refused
-        skip = np.where(refused, _REFUSED, np.where(slow, _DEFERRED, 0)).astype(np.int64)
+        # per record as lists: an API cycle's few records cost less so than through numpy
+        n = len(columns)
+        known = [-1] * lo + asked.rows.tolist()
+        known += [-1] * (n - len(known))
+        skips, slow = [], []
+        for i, (row, error, volume) in enumerate(
+            zip(known, rated.error.tolist(), batch.volume.tolist(), strict=True)
+        ):
+            if row < 0 or error:
+                skips.append(_REFUSED)
+            elif volume:
+                skips.append(_DEFERRED)
+                slow.append(i)
+            else:
+                skips.append(0)
+        rows = np.array(known, dtype=np.int64)
+        skip = np.array(skips, dtype=np.int64)
         out = self._reserve(columns, rated, rows, skip, batch.shared)
         granted, short, ptr, held, amounts = (a.tolist() for a in out)
-        searched = {
-            i: self._search(columns, i, rows[i : i + 1]) for i in np.flatnonzero(slow).tolist()
-        }
+        searched = {i: self._search(columns, i, rows[i : i + 1]) for i in slow}
         expires = now + self._ttl
         names = self._ledger.state.balance_ids
-        known = rows.tolist()
         grants = []
         for i, q in enumerate(requests, start=lo):
             g, s, b_rows, b_amounts = (

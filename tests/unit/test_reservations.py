@@ -245,6 +245,19 @@ def test_zero_grants_name_their_reason() -> None:
         call(w, "dave", 0)
 
 
+def test_an_account_created_after_a_refusal_is_granted() -> None:
+    """Account rows are remembered once found; a name not found is looked up again."""
+    w = world(account("dave", EUR))
+    assert call(w, "frank", 60).reason == UNKNOWN_ACCOUNT
+    assert call(w, "dave", 60).granted == 60
+    frank, main, _ = account("frank", EUR)
+    w.ledger.create_account(frank)
+    w.ledger.adjust("frank", MAIN, main, op_id="open:frank")
+    grant = call(w, "frank", 60)
+    assert (grant.granted, grant.reason) == (60, "")
+    assert w.held("frank")[MAIN][1] > 0
+
+
 def test_free_calls_are_granted_with_nothing_held() -> None:
     w = world(account("erin", 0))
     grant = call(w, "erin", 3600, destination=FREEPHONE)
