@@ -52,7 +52,7 @@ _ROUTE_OF = {
     for route, (method, path) in ROUTES.items()
 }
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")  # a header name (RFC 9110), lower case
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a header value: aiohttp decides
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a target or header value
 _FALLS_BACK = frozenset({"transfer-encoding", "expect", "upgrade"})  # aiohttp handles these
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -269,7 +269,7 @@ class Lane:
         self.fallback = fallback
         self.connections: set[ApiProtocol] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._date = (0, b"")
 

@@ -312,6 +312,11 @@ def test_api_token_guards_every_route_but_metrics(stream: Stream) -> None:
     assert (status, err["error"]) == (401, "UNAUTHORIZED")
     assert http("GET", url, token="wrong")[0] == 401
     assert http("GET", url, token="s3cret")[0] == 200
+    # the API's routes are answered by the lane, the rest by Faust's aiohttp server
+    asked = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
+    with urllib.request.urlopen(asked) as answer:
+        assert "Server" not in answer.headers
     with urllib.request.urlopen(f"{worker.url}/metrics") as answer:
         text = answer.read().decode()
+        assert "aiohttp" in answer.headers["Server"]
     assert 'ratewire_http_requests_total{route="balances",status="401"} 2.0' in text
