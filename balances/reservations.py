@@ -393,7 +393,7 @@ class Reservations:
         """
         columns, rated, now = batch.columns, batch.rated, self._clock()
         self.expire(now)
-        # per record as lists: an API cycle's few records cost less so than through numpy
+        # per record as lists: for an API cycle's few records, cheaper than numpy's fixed costs
         n = len(columns)
         known = [-1] * lo + asked.rows.tolist()
         known += [-1] * (n - len(known))
