@@ -24,6 +24,7 @@ the same write (``extra``), so input and state always agree.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -175,7 +176,8 @@ class Ledger:
         self._dirty: list[np.ndarray[Any, np.dtype[np.int64]]] = []  # rows changed since checkpoint
         self._delta_rows = 0  # rows in dlt/ values since the last snapshot
         self._snapshot_rows = 0
-        self._id_chunks: list[tuple[bytes, int]] = []  # ids/ keys and their counts, oldest first
+        self._id_chunks: deque[tuple[bytes, int]] = deque()  # ids/ keys and counts, oldest first
+        self._ids_kept = 0  # their counts' sum: one chunk per debit, so never summed again
         self._seq = 0
         try:
             self._load()
@@ -204,7 +206,7 @@ class Ledger:
             self._delta_rows += pairs.shape[1]
         for key, raw in self.store.scan(b"ids/"):
             ids = msgspec.msgpack.decode(raw, type=StrPack).column()
-            self._id_chunks.append((key, len(ids)))
+            self._keep_chunk(key, len(ids))
             self._remember(ids)
 
     def _replay(self, event: _Log) -> None:
@@ -221,6 +223,10 @@ class Ledger:
         self._pending.put(_key(b"log/", self._seq), _ENC.encode(event))
 
     # -- remembered ids ----------------------------------------------------------------
+    def _keep_chunk(self, key: bytes, count: int) -> None:
+        self._id_chunks.append((key, count))
+        self._ids_kept += count
+
     def _remember(self, ids: StrColumn) -> None:
         current = self._seen[0]
         current.lookup(ids, insert=True)
@@ -258,7 +264,7 @@ class Ledger:
         self._seq += 1
         key = _key(b"ids/", self._seq)
         self._pending.put(key, _ENC.encode(StrPack.of(ids)))
-        self._id_chunks.append((key, len(ids)))
+        self._keep_chunk(key, len(ids))
         self._journal(result.journal, columns.cdr_id, columns.start_us)
         return result
 
@@ -595,11 +601,11 @@ class Ledger:
         for key, value in (extra or {}).items():
             batch.put(key, value)
         # forget id chunks older than both remembered generations
-        kept = sum(count for _, count in self._id_chunks)
-        while self._id_chunks and kept - self._id_chunks[0][1] >= 2 * self.remember:
-            old, count = self._id_chunks.pop(0)
+        chunks = self._id_chunks
+        while chunks and self._ids_kept - chunks[0][1] >= 2 * self.remember:
+            old, count = chunks.popleft()
             batch.delete(old)
-            kept -= count
+            self._ids_kept -= count
         if len(batch):  # a checkpoint that writes something gets a sequence number of its own
             self._seq += 1
         batch.put(b"meta", _ENC.encode({"seq": self._seq, "at": datetime.now(UTC).isoformat()}))

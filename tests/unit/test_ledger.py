@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
+import tariffs
+from balances.debit import Debitor
 from balances.exceptions import BalanceError, OperationConflictError
+from balances.kernels import FLAG_DUPLICATE
 from balances.ledger import Ledger
 from balances.model import Account, Balance, Mode
 from balances.store import MemoryStore, RocksStore, Store
 from balances.units import load_units
+from engine.records import SmsRecord
+from engine.wire import records_to_columns
+from tariffs.loader import load_tariff
+from tariffs.rating import Rater
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 EUR = 1_000_000_000
@@ -164,3 +171,32 @@ def test_renewal_debits_main_once_or_is_refused(store: Store, tmp_path: Path) ->
     assert amounts(ledger, "bob")["main"] == -15 * EUR
     assert ledger.renew("alice", 10 * EUR, op_id="r1") is not None  # still remembered
     assert amounts(ledger, "alice")["main"] == 2 * EUR
+
+
+def test_id_chunks_older_than_two_generations_are_forgotten(store: Store, tmp_path: Path) -> None:
+    """Each debit keeps its ids as one chunk; a checkpoint deletes the chunks beyond two
+    generations of ``remember`` ids, and the ids still kept are recognised after a reopen."""
+    rater = Rater(load_tariff(Path(tariffs.__file__).parent / "samples" / "mobile.toml"))
+    ledger = Ledger(store, load_units(), remember=4)
+    alice(ledger)
+    ledger.adjust("alice", "main", 100 * EUR, op_id="open")
+
+    def send(ids: list[str]) -> list[int]:
+        at = T0 + timedelta(days=2)
+        records = [SmsRecord(cdr_id=i, tenant="ratewire.demo", account="alice",
+                             destination="4930123456", start=at, usage=1) for i in ids]  # fmt: skip
+        columns = records_to_columns(records)
+        debitor = Debitor(ledger.state, rater)
+        flags: list[int] = ledger.debit(debitor, columns, rater.rate(columns)).flags.tolist()
+        ledger.checkpoint()
+        return flags
+
+    for k in range(6):  # six chunks of two ids: 12 ids, two generations of 4 kept
+        assert send([f"c{k}-0", f"c{k}-1"]) == [0, 0]
+    chunks = [key for key, _ in store.scan(b"ids/")]
+    assert len(chunks) == 4  # the first two chunks deleted: 8 ids in 4 chunks kept
+    before = amounts(ledger, "alice")
+    ledger = reopen(ledger, tmp_path)
+    assert [key for key, _ in ledger.store.scan(b"ids/")] == chunks
+    assert send(["c5-1"]) == [FLAG_DUPLICATE]  # kept: charged nothing
+    assert amounts(ledger, "alice") == before
