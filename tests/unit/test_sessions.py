@@ -18,13 +18,14 @@ import pytest
 
 import tariffs
 from balances.debit import Debitor
-from balances.exceptions import BalanceError, ReservationError
+from balances.exceptions import BalanceError, ReservationError, UnknownReservationError
 from balances.ledger import Ledger
 from balances.model import MAIN, Account
 from balances.reservations import (
     INSUFFICIENT_CREDIT,
     UNKNOWN_ACCOUNT,
     AuthorizeRequest,
+    CommitRequest,
     Reservations,
 )
 from balances.store import MemoryStore
@@ -238,6 +239,31 @@ def test_one_cycle_prices_every_partitions_authorizations_in_one_rating_call() -
     grants = asyncio.run(run())
     assert [g.granted for g in grants] == [60] * 8
     assert rated == [8]
+
+
+def test_a_cycle_frees_before_it_holds_and_answers_in_request_order() -> None:
+    """One cycle: an authorization that needs what a commit of the same cycle frees is
+    granted (commits and releases go first); answers come back in request order."""
+    parts = _Ledgers()
+    parts.add(0, "ann", 12 * EUR // 100)  # one minute's hold (0.03 + 0.09) and nothing more
+
+    async def run() -> list[Any]:
+        s = Sessions(parts)  # type: ignore[arg-type]
+        first = await s.submit(0, _call("ann", 60))
+        assert (first.granted, first.reason) == (60, "")
+        assert (await s.submit(0, _call("ann", 60))).reason == INSUFFICIENT_CREDIT
+        return await asyncio.gather(
+            s.submit(0, _call("ann", 60)),  # came first, applied last
+            s.submit(0, CommitRequest(first.reservation_id, 0)),  # a call that never started
+            s.submit(0, Release("ann~nobody-1")),
+            return_exceptions=True,
+        )
+
+    grant, charge, release = asyncio.run(run())
+    assert (grant.granted, grant.reason) == (60, "")
+    assert (charge.actual, charge.paid) == (0, 0)
+    assert isinstance(release, UnknownReservationError)
+    assert parts.checkpoints == [0, 0, 0]  # three cycles
 
 
 def test_warm_loads_the_kernels_an_api_request_runs() -> None:
