@@ -369,12 +369,12 @@ class Reservations:
 
     def _asked(self, requests: Sequence[AuthorizeRequest]) -> _Asked:
         """The requests' account rows and what the rating reads, as lists."""
-        state, known = self._ledger.state, self._rows
-        missing = [q.account for q in requests if q.account not in known]
+        state, row_of = self._ledger.state, self._rows
+        missing = [q.account for q in requests if q.account not in row_of]
         if missing:  # an account's row never changes: only new names are looked up
             found = state.account_rows(StrColumn.from_strings(missing)).tolist()
-            known.update((a, row) for a, row in zip(missing, found, strict=True) if row >= 0)
-        listed = [known.get(q.account, -1) for q in requests]
+            row_of.update((a, row) for a, row in zip(missing, found, strict=True) if row >= 0)
+        listed = [row_of.get(q.account, -1) for q in requests]
         rows = np.array(listed, dtype=np.int64)
         tenants, subjects, kinds, starts = [], [], [], []
         for q, row in zip(requests, listed, strict=True):

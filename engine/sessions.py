@@ -14,15 +14,15 @@ The cycle is the worker's, not each partition's: the groups of all
 partitions are applied together, their authorizations priced in one rating
 call (``authorize_together``; within a partition, commits go first, then
 releases, then authorizations, each kind in the order it came: see
-:func:`_apply`), and their changelog writes leave together, in one produce request. Per-partition
-cycles, each on its own clock, made more and smaller groups, and each group's
-fixed cost (pricing, a produce request, the store write) came back: measured
-at 2,000 requests/s, the worker's loop was 89 % busy with per-partition
-cycles and 81 % with one cycle, on 4 and on 8 partitions. A partition whose
-lock is held when a cycle starts (a stream batch is being worked) is not
-waited for: its group waits for the lock on its own, the cycle goes on
-without it, and that partition's next requests queue until its group is
-done.
+:func:`_apply`), and their changelog writes leave together, in one produce
+request. Per-partition cycles, each on its own clock, made more and smaller
+groups, and each group's fixed cost (pricing, a produce request, the store
+write) came back: measured at 2,000 requests/s, the worker's loop was 89 %
+busy with per-partition cycles and 81 % with one cycle, on 4 and on 8
+partitions. A partition whose lock is held when a cycle starts (a stream
+batch is being worked) is not waited for: its group waits for the lock on
+its own, the cycle goes on without it, and that partition's next requests
+queue until its group is done.
 """
 
 from __future__ import annotations
