@@ -75,7 +75,8 @@ def parse_head(head: bytes) -> Request | None:
     method, target = first[0], first[1]
     if b"#" in target or _CONTROL.search(target):
         return None
-    parts = target.split(b"?", 1)[0].split(b"/")
+    raw_path = target.split(b"?", 1)[0]
+    parts = raw_path.split(b"/")
     if len(parts) != 4 or parts[0] or not parts[2]:
         return None
     route = _ROUTE_OF.get((method, parts[1], parts[3]))
@@ -98,7 +99,7 @@ def parse_head(head: bytes) -> Request | None:
         return None
     try:
         raw = parts[2].decode("ascii")
-        path = target.split(b"?", 1)[0].decode("ascii")
+        path = raw_path.decode("ascii")
         key = unquote(raw, errors="strict") if "%" in raw else raw
         if "%" in path:
             path = unquote(path, errors="strict")

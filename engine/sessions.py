@@ -173,20 +173,22 @@ def _apply(groups: dict[int, tuple[Partition, list[Request]]]) -> dict[int, list
         if kind is AuthorizeRequest:
             done = _authorize({n: (groups[n][0].reservations, cast(list[AuthorizeRequest], qs))
                                for n, qs in asked.items()})  # fmt: skip
+        elif kind is CommitRequest:
+            done = {n: list(groups[n][0].reservations.commit_many(cast(list[CommitRequest], qs)))
+                    for n, qs in asked.items()}  # fmt: skip
         else:
-            done = {n: _settle(groups[n][0].reservations, qs) for n, qs in asked.items()}
+            done = {n: _release(groups[n][0].reservations, cast(list[Release], qs))
+                    for n, qs in asked.items()}  # fmt: skip
         for n in asked:
             for i, answer in zip(places[n], done[n], strict=True):
                 answers[n][i] = answer
     return answers
 
 
-def _settle(sessions: Reservations, requests: list[Any]) -> list[Any]:
-    """Commits (together) or releases (each), answers or refusals in order."""
-    if isinstance(requests[0], CommitRequest):
-        return list(sessions.commit_many(cast(list[CommitRequest], requests)))
+def _release(sessions: Reservations, requests: list[Release]) -> list[Any]:
+    """Each release's answer or refusal, in order."""
     out: list[Any] = []
-    for q in cast(list[Release], requests):
+    for q in requests:
         try:
             out.append(sessions.release(q.reservation_id))
         except BalanceError as exc:
