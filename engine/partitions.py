@@ -3,19 +3,19 @@
 :class:`Partitions` opens a partition the first time the worker needs it
 (replaying the changelog from where the local store stopped, so a partition
 that moved here or a worker restarted on an old folder catches up), and
-:meth:`Partitions.checkpoint` makes a partition's changes durable: changelog
-first, local store second. A partition whose changes could not be shipped
-is dropped from memory and opened again from what is durable.
+:meth:`Partitions.checkpoint` makes partitions' changes durable: changelog
+first (all of them in one write, :class:`~engine.changelog_writer.ChangelogWriter`),
+local store second. A partition whose changes could not be shipped is
+dropped from memory and opened again from what is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -23,6 +23,7 @@ from balances.ledger import Ledger
 from balances.store import RocksStore, StoreOptions
 from balances.units import UnitCatalog
 from engine.changelog import MAX_BYTES, NEXT_KEY, Replay, encode_changes, next_offset
+from engine.changelog_writer import ChangelogWriter
 from engine.kafka_transport import FETCH_WAIT_MS
 from engine.partition import Partition
 from engine.topics import CHANGELOG
@@ -30,15 +31,6 @@ from tariffs.rating import Rater
 
 log = logging.getLogger(__name__)
 FETCH_BYTES = 64 << 20
-
-
-class Send(Protocol):
-    """Send one message; the returned awaitable resolves once the broker has it."""
-
-    def __call__(
-        self, topic: str, partition: int, key: bytes | None, value: bytes,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> Awaitable[Awaitable[Any]]: ...  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +47,9 @@ class Partitions:
     """Open partitions of one worker, each with a lock that serialises its changes."""
 
     def __init__(
-        self, config: PartitionsConfig, rater: Rater, units: UnitCatalog, send: Send
+        self, config: PartitionsConfig, rater: Rater, units: UnitCatalog, writer: ChangelogWriter
     ) -> None:
-        self.config, self._rater, self._units, self._send = config, rater, units, send
+        self.config, self._rater, self._units, self._writer = config, rater, units, writer
         self._open: dict[int, Partition] = {}
         self._shipped: dict[int, int] = {}  # partition -> ledger seq of its last checkpoint
         self._locks: dict[int, asyncio.Lock] = {}
@@ -113,24 +105,47 @@ class Partitions:
         for number in list(self._open):
             self.drop(number)
 
-    async def checkpoint(self, part: Partition) -> None:
-        """Ship ``part``'s changes to the changelog, then write them to its store.
+    async def checkpoint(self, parts: Sequence[Partition]) -> list[Exception | None]:
+        """Ship each part's changes to the changelog, then write them to its store; each
+        part's error, if it failed (then it is dropped, to be reopened from what is durable).
 
-        The caller holds the partition's lock and has sent the batch's outputs.
+        The caller holds the parts' locks and has sent their batches' outputs.
+        All parts' messages go in one changelog write.
         """
-        number = part.number
+        errors: list[Exception | None] = [None] * len(parts)
+        staged = {}
+        for i, part in enumerate(parts):
+            try:
+                batch = part.stage()
+                messages = encode_changes(batch, self._shipped[part.number], part.ledger.seq,
+                                          self.config.changelog_message_bytes)  # fmt: skip
+            except Exception as exc:
+                self.drop(part.number)
+                errors[i] = exc
+                continue
+            staged[i] = (batch, messages)
         try:
-            batch = part.stage()
-            messages = encode_changes(batch, self._shipped[number], part.ledger.seq,
-                                      self.config.changelog_message_bytes)  # fmt: skip
-            sent = [await self._send(CHANGELOG, number, None, m) for m in messages]
-            delivered = await asyncio.gather(*sent)
-            batch.put(NEXT_KEY, b"%d" % (delivered[-1].offset + 1))
-            part.commit(batch)
-        except BaseException:
-            self.drop(number)
+            written = await self._writer.write({parts[i].number: m for i, (_, m) in staged.items()})
+        except Exception as exc:
+            written = {parts[i].number: exc for i in staged}
+        except BaseException:  # cancelled: whether the messages got in is not known
+            for i in staged:
+                self.drop(parts[i].number)
             raise
-        self._shipped[number] = part.ledger.seq
+        for i, (batch, _) in staged.items():
+            part = parts[i]
+            try:
+                offset = written[part.number]
+                if isinstance(offset, Exception):
+                    raise offset
+                batch.put(NEXT_KEY, b"%d" % offset)
+                part.commit(batch)
+            except Exception as exc:
+                self.drop(part.number)
+                errors[i] = exc
+                continue
+            self._shipped[part.number] = part.ledger.seq
+        return errors
 
 
 async def _replay_changelog(

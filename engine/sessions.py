@@ -133,13 +133,10 @@ class Sessions:
                     self._partitions.drop(number)  # reopened from what is durable
                     answers[number] = [exc] * len(groups[number])
                 parts = {}
-            shipped = await asyncio.gather(
-                *(self._partitions.checkpoint(part) for part in parts.values()),
-                return_exceptions=True,
-            )
-        for number, result in zip(parts, shipped, strict=True):
-            if isinstance(result, BaseException):  # nothing of the group is durable: all fail
-                answers[number] = [result] * len(groups[number])
+            shipped = await self._partitions.checkpoint(list(parts.values()))
+        for number, error in zip(parts, shipped, strict=True):
+            if error is not None:  # nothing of the group is durable: all fail
+                answers[number] = [error] * len(groups[number])
         for number, group in groups.items():
             for (_, future), answer in zip(group, answers[number], strict=True):
                 if future.done():

@@ -24,7 +24,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -39,6 +38,7 @@ from engine.api import Api
 from engine.api_lane import LaneWeb
 from engine.broker import bootstrap_of
 from engine.changelog import MAX_BYTES
+from engine.changelog_writer import ChangelogWriter
 from engine.faust_app import app_settings
 from engine.metrics import WorkerMetrics
 from engine.partition import Message, Outcome, Partition
@@ -46,7 +46,7 @@ from engine.partitions import Partitions, PartitionsConfig
 from engine.rejects import Reject
 from engine.runs import runs_under
 from engine.sessions import warm
-from engine.topics import ACCOUNTS, ALERTS, BILLING_EVENTS, CDRS, RATED, REJECTED
+from engine.topics import ACCOUNTS, ALERTS, BILLING_EVENTS, CDRS, CHANGELOG, RATED, REJECTED
 from tariffs.rating import Rater
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,9 @@ class Runtime:
                 async with self.partitions.lock(number):
                     outcome = part.process(messages)
                     await self._ship(part, outcome)
-                    await self.partitions.checkpoint(part)
+                    [error] = await self.partitions.checkpoint([part])
+                    if error is not None:
+                        raise error
             except Exception as exc:
                 self.partitions.drop(number)  # reopen from what is durable
                 self.metrics.batch_failures_total.inc()
@@ -270,6 +272,7 @@ class WorkerApp(faust.App):
     """The Faust app, with ratewire's HTTP routes added when its web server starts."""
 
     api: Api | None = None
+    changelog: ChangelogWriter | None = None
 
     def _new_transport(self) -> Any:
         return kafka_transport.Transport(self.conf.broker_consumer, self)
@@ -277,6 +280,8 @@ class WorkerApp(faust.App):
     async def on_stop(self) -> None:
         if self.api is not None:
             await self.api.close()
+        if self.changelog is not None:
+            await self.changelog.stop()
         await super().on_stop()
 
     def _new_web(self) -> Any:
@@ -306,6 +311,7 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
         ),
         producer_compression_type="zstd",
     )
+    changelog = app.changelog = ChangelogWriter(config.bootstrap, CHANGELOG)
     runtime = Runtime(
         config=config, app=app, metrics=WorkerMetrics(),
         alerter=Alerter(config.alert_rules, worker=f"{config.web_host}:{config.web_port}"),
@@ -313,7 +319,7 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
             PartitionsConfig(config.bootstrap, config.state, config.partitions,
                              config.remember, config.max_message_bytes,
                              config.changelog_message_bytes),
-            rater, units, partial(_send, app),
+            rater, units, changelog,
         ),
     )  # fmt: skip
     source = app.topic(
@@ -325,6 +331,14 @@ def build_app(config: WorkerConfig, rater: Rater, units: UnitCatalog) -> Runtime
     async def rate(stream: Any) -> None:
         async for events in stream.take_events(config.batch_events, within=config.batch_seconds):
             await runtime.handle(events)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def connect_changelog() -> None:
+        """Metadata and connections ready before the first checkpoint needs them."""
+        try:
+            await changelog.start()
+        except Exception as exc:  # the first checkpoint tries again
+            log.warning("changelog writer: cannot connect yet: %r", exc)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(sender: Any, revoked: set[faust.types.TP], **_: Any) -> None:

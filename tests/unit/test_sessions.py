@@ -67,11 +67,18 @@ class _Partitions:
     async def get(self, number: int) -> _Part:
         return _Part(number, self.log)
 
-    async def checkpoint(self, part: _Part) -> None:
+    async def checkpoint(self, parts: list[_Part]) -> list[Exception | None]:
         await asyncio.sleep(0.001)  # the broker's acknowledgement
-        if part.number in self.fail:
-            raise ConnectionError(f"partition {part.number}: the changelog write failed")
-        self.log.append(("checkpoint", part.number))
+        errors: list[Exception | None] = []
+        for part in parts:
+            if part.number in self.fail:
+                errors.append(
+                    ConnectionError(f"partition {part.number}: the changelog write failed")
+                )
+            else:
+                errors.append(None)
+                self.log.append(("checkpoint", part.number))
+        return errors
 
 
 def _sessions(parts: _Partitions) -> Sessions:
@@ -182,9 +189,10 @@ class _Ledgers:
     async def get(self, number: int) -> Any:
         return self.parts[number]
 
-    async def checkpoint(self, part: Any) -> None:
+    async def checkpoint(self, parts: list[Any]) -> list[Exception | None]:
         await asyncio.sleep(0.001)
-        self.checkpoints.append(part.number)
+        self.checkpoints += [part.number for part in parts]
+        return [None] * len(parts)
 
 
 def _call(account: str, seconds: int) -> AuthorizeRequest:
