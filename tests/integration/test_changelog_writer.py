@@ -91,6 +91,25 @@ def test_messages_over_one_batch_go_in_several_and_keep_their_order(
     assert read == list(enumerate(messages))
 
 
+def test_a_large_batch_is_compressed_and_read_back_as_it_was(broker: EmbeddedBroker) -> None:
+    topic = "cw-zstd"
+    large = b"".join(b"%08d:balance;" % i for i in range(4_000))  # 68 KB, compresses well
+
+    async def body(writer: ChangelogWriter) -> Any:
+        return await writer.write({0: [b"small", large]}), await _read(broker.bootstrap, topic, 0)
+
+    written, read = _run(broker, topic, 1, body)
+    assert written == {0: 2}
+    assert read == [(0, b"small"), (1, large)]
+    writer = ChangelogWriter("127.0.0.1:9", topic)
+    for messages, codec in (([b"small"], 0), ([b"small", large], 4)):  # 4: zstd
+        request = writer._request({0: messages})
+        batch = 12 + 2 + len(topic) + 4 + 8  # head, topic, partition count, partition, size
+        attributes = struct.unpack_from(">h", request, batch + 21)[0]  # offset, length, epoch,
+        assert attributes & 7 == codec  # magic, crc before it
+        assert len(request) < len(large) // 2 or codec == 0
+
+
 def test_a_partition_the_broker_does_not_have_fails_alone(broker: EmbeddedBroker) -> None:
     topic = "cw-missing"
 
