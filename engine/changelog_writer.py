@@ -11,7 +11,7 @@ API requests/s a worker makes ~700 such round trips a second.
 
 :meth:`ChangelogWriter.write` takes the messages of one or more partitions
 and sends them in one Produce request per leader (v3-v7: one record batch
-per partition, zstd-compressed from 4 KB), and answers with each partition's offset
+per partition, zstd-compressed from 4 KB on v7), and answers with each partition's offset
 after its last message, or the error that kept it out. Which broker leads a
 partition comes from an aiokafka client's metadata, refreshed when an answer
 says it moved. Retriable failures (a broken connection, a leader that moved,
@@ -41,6 +41,7 @@ from engine.runs import runs_under
 PRODUCE, API_VERSIONS = 0, 18  # Kafka API keys
 PRODUCE_VERSIONS = (3, 7)  # record batches v2, no per-record errors (v8)
 ZSTD = 4  # a record batch's compression attribute
+ZSTD_FROM_VERSION = 7  # the first Produce version that may carry zstd batches
 COMPRESS_FROM = 4096  # bytes of a batch's values: smaller ones are sent as they are
 BATCH_BYTES = 1 << 20  # uncompressed bytes per record batch (Kafka's message.max.bytes: ~1 MiB)
 RECORD_OVERHEAD = 64  # bytes a record adds to its value in a batch, at most
@@ -105,6 +106,10 @@ class _Connection(asyncio.Protocol):
         at = 0
         while len(buf) - at >= 8:
             size, correlation = struct.unpack_from(">ii", buf, at)
+            if size < 4:
+                self._fail(_Retriable(f"{self.where} sent a frame of {size} bytes"))
+                self.close()
+                return
             if len(buf) - at - 4 < size:
                 break
             answer = bytes(buf[at + 8 : at + 4 + size])
@@ -146,41 +151,53 @@ class ChangelogWriter:
         self._bootstrap, self._topic = bootstrap, topic
         name = topic.encode()
         self._name = struct.pack(">h", len(name)) + name
-        self._timeout, self._batch_bytes = timeout, batch_bytes
-        self._compression = ZSTD if compress else 0
+        self._timeout, self._batch_bytes, self._compress = timeout, batch_bytes, compress
         self._client: AIOKafkaClient | None = None
+        self._stopped = False
         self._connections: dict[int, _Connection] = {}
-        self._lock = asyncio.Lock()  # starting, and connecting to a broker
+        self._starting = asyncio.Lock()
+        self._connecting: dict[int, asyncio.Lock] = {}  # per broker
 
     async def start(self) -> None:
         """Read the metadata and connect to the leaders of ``topic`` (else the first write does)."""
-        async with self._lock:
+        deadline = time.monotonic() + self._timeout
+        async with self._starting:
+            if self._stopped:
+                msg = f"changelog {self._topic}: the writer is stopped"
+                raise ChangelogWriteError(msg)
             if self._client is None:
                 client = AIOKafkaClient(bootstrap_servers=self._bootstrap,
                                         client_id=CLIENT_ID.decode())  # fmt: skip
                 await client.bootstrap()
                 self._client = client
-        await self._refresh()
+        await self._refresh(deadline)
         leaders = {self._leader(p) for p in self._partitions()}
         for leader in sorted(x for x in leaders if x >= 0):
             with contextlib.suppress(_Retriable):  # the first write tries again
-                await self._connection(leader)
+                await self._connection(leader, deadline)
 
     async def stop(self) -> None:
-        for connection in self._connections.values():
-            connection.close()
-        self._connections.clear()
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close; a write under way gets its errors at once, and later writes are refused."""
+        self._stopped = True
+        async with self._starting:
+            for connection in self._connections.values():
+                connection.close()  # fails what waits on it
+            self._connections.clear()
+            client, self._client = self._client, None
+            if client is not None:
+                await client.close()
 
     async def write(self, messages: Mapping[int, Sequence[bytes]]) -> dict[int, int | Exception]:
         """Each partition's offset after its last message, or why its messages are not all in.
 
         A partition's messages are appended in order: in one record batch when
         they fit in ``batch_bytes``, else in several batches, each sent once the
-        one before it is in.
+        one before it is in. Every partition needs at least one message.
         """
+        for p, ms in messages.items():
+            if not ms:
+                msg = f"changelog {self._topic}[{p}]: nothing to write"
+                raise ValueError(msg)
         if self._client is None:
             await self.start()
         deadline = time.monotonic() + self._timeout
@@ -203,50 +220,65 @@ class ChangelogWriter:
             by_leader: dict[int, list[int]] = {}
             for p in batches:
                 by_leader.setdefault(self._leader(p), []).append(p)
+            sends = [self._produce(leader, {p: batches[p] for p in ps}, deadline)
+                     for leader, ps in by_leader.items()]  # fmt: skip
+            # leaders in parallel; one (the usual case) without gather's task and loop turn
+            answers = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
             retry: dict[int, list[bytes]] = {}
-            for leader, ps in by_leader.items():
-                for p, result in (await self._produce(leader, {p: batches[p] for p in ps})).items():
-                    if not isinstance(result, _Retriable):
-                        out[p] = result
-                    elif time.monotonic() < deadline:
-                        retry[p] = batches[p]
-                    else:
-                        out[p] = ChangelogWriteError(
-                            f"changelog {self._topic}[{p}]: not written in {self._timeout:g} s"
-                            f" ({result})"
-                        )
+            for p, result in (item for answer in answers for item in answer.items()):
+                if not isinstance(result, _Retriable):
+                    out[p] = result
+                elif time.monotonic() < deadline and not self._stopped:
+                    retry[p] = batches[p]
+                else:
+                    why = "the writer stopped" if self._stopped else f"{self._timeout:g} s passed"
+                    out[p] = ChangelogWriteError(
+                        f"changelog {self._topic}[{p}]: not written, {why} ({result})"
+                    )
             if retry:
                 await asyncio.sleep(BACKOFF)
-                await self._refresh()
+                await self._refresh(deadline)
             batches = retry
         return out
 
     async def _produce(
-        self, leader: int, batches: dict[int, list[bytes]]
+        self, leader: int, batches: dict[int, list[bytes]], deadline: float
     ) -> dict[int, int | Exception]:
         """One Produce request to ``leader`` (-1: none known) for these partitions."""
+        connection = None
         try:
             if leader < 0:
                 msg = f"no leader known for {self._topic} {sorted(batches)}"
                 raise _Retriable(msg)
-            connection = await self._connection(leader)
-            answer = await connection.send(PRODUCE, connection.version,
-                                           self._request(batches), self._timeout)  # fmt: skip
+            connection = await self._connection(leader, deadline)
+            left = _left(deadline)
+            request = self._request(batches, connection.version, left)
+            answer = await connection.send(PRODUCE, connection.version, request, left)
+            return self._answers(answer, batches, connection.version)
         except (_Retriable, ChangelogWriteError) as exc:
             return dict.fromkeys(batches, exc)
-        return self._answers(answer, batches, connection.version)
+        except struct.error as exc:  # an answer that does not parse: the connection is suspect
+            if connection is not None:
+                connection.close()
+            return dict.fromkeys(batches, _Retriable(f"an answer that does not parse: {exc}"))
 
-    def _request(self, batches: dict[int, list[bytes]]) -> bytes:
-        """A Produce v3-v7 body: no transactional id, acks from all replicas, one topic."""
-        parts = [struct.pack(">hhii", -1, -1, int(self._timeout * 1000), 1), self._name,
+    def _request(self, batches: dict[int, list[bytes]], version: int, left: float) -> bytes:
+        """A Produce v3-v7 body: no transactional id, acks from all replicas, one topic.
+
+        The broker is given 80 % of the time left to replicate, so that its
+        answer comes back before this side gives up on it.
+        """
+        parts = [struct.pack(">hhii", -1, -1, max(int(left * 800), 1), 1), self._name,
                  struct.pack(">i", len(batches))]  # fmt: skip
         now = int(time.time() * 1000)
+        # zstd needs Produce v7 (KIP-110). An API cycle's few hundred bytes do not shrink
+        # (292 bytes compressed against 252 in the median), and zstd lets go of the GIL,
+        # which another thread may then keep
+        zstd = self._compress and version >= ZSTD_FROM_VERSION
         for p, messages in batches.items():
-            # an API cycle's few hundred bytes do not shrink (292 bytes compressed against
-            # 252 in the median) and zstd lets go of the GIL, which another thread may keep
-            small = sum(map(len, messages)) < COMPRESS_FROM
+            big = sum(map(len, messages)) >= COMPRESS_FROM
             builder = DefaultRecordBatchBuilder(
-                magic=2, compression_type=0 if small else self._compression, is_transactional=0,
+                magic=2, compression_type=ZSTD if zstd and big else 0, is_transactional=0,
                 producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=1 << 30,
             )  # fmt: skip
             for i, value in enumerate(messages):
@@ -276,7 +308,9 @@ class ChangelogWriter:
                     out[p] = base + len(batches[p])
                     continue
                 error = for_code(code)
-                text = f"changelog {self._topic}[{p}]: the broker answered {error.__name__}"
+                text = (
+                    f"changelog {self._topic}[{p}]: the broker answered {error.__name__} ({code})"
+                )
                 out[p] = _Retriable(text) if error.retriable else ChangelogWriteError(text)
         for p in batches:
             if p not in out:
@@ -285,48 +319,65 @@ class ChangelogWriter:
 
     # -- brokers ---------------------------------------------------------------------------
     def _partitions(self) -> set[int]:
-        assert self._client is not None
-        return self._client.cluster.partitions_for_topic(self._topic) or set()
+        client = self._client
+        return (client.cluster.partitions_for_topic(self._topic) or set()) if client else set()
 
     def _leader(self, partition: int) -> int:
-        assert self._client is not None
-        leader = self._client.cluster.leader_for_partition(TopicPartition(self._topic, partition))
+        client = self._client
+        if client is None:
+            return -1
+        leader = client.cluster.leader_for_partition(TopicPartition(self._topic, partition))
         return -1 if leader is None else leader
 
-    async def _refresh(self) -> None:
-        assert self._client is not None
-        self._client.add_topic(self._topic)
-        await self._client.force_metadata_update()
+    async def _refresh(self, deadline: float) -> None:
+        """Newer metadata, if it comes before ``deadline`` (else the next attempt uses the old)."""
+        client = self._client
+        if client is None:
+            return
+        client.add_topic(self._topic)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.force_metadata_update(), _left(deadline))
 
-    async def _connection(self, leader: int) -> _Connection:
+    async def _connection(self, leader: int, deadline: float) -> _Connection:
         found = self._connections.get(leader)
         if found is not None and not found.closed:
             return found
-        async with self._lock:
+        async with self._connecting.setdefault(leader, asyncio.Lock()):
             found = self._connections.get(leader)
             if found is not None and not found.closed:
                 return found
-            assert self._client is not None
-            broker = self._client.cluster.broker_metadata(leader)
-            if broker is None:
+            broker = self._client.cluster.broker_metadata(leader) if self._client else None
+            if broker is None or self._stopped:
                 msg = f"no address known for broker {leader}"
                 raise _Retriable(msg)
             where = f"{broker.host}:{broker.port}"
             try:
-                _, connection = await asyncio.get_running_loop().create_connection(
-                    lambda: _Connection(where), broker.host, broker.port
-                )
-            except OSError as exc:
-                msg = f"cannot connect to {where}: {exc}"
+                _, connection = await asyncio.wait_for(
+                    asyncio.get_running_loop().create_connection(
+                        lambda: _Connection(where), broker.host, broker.port
+                    ),
+                    _left(deadline),
+                )  # fmt: skip
+            except (OSError, TimeoutError) as exc:
+                msg = f"cannot connect to {where}: {exc!r}"
                 raise _Retriable(msg) from exc
             try:
-                answer = await connection.send(API_VERSIONS, 0, b"", self._timeout)
+                answer = await connection.send(API_VERSIONS, 0, b"", _left(deadline))
                 connection.version = _produce_version(answer, where)
             except BaseException:
                 connection.close()
                 raise
+            if self._stopped:  # stopped while connecting: nobody would close it
+                connection.close()
+                msg = f"changelog {self._topic}: the writer stopped"
+                raise _Retriable(msg)
             self._connections[leader] = connection
             return connection
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline``, at least a few milliseconds (a last try gets a chance)."""
+    return max(deadline - time.monotonic(), 0.005)
 
 
 def _produce_version(answer: bytes, where: str) -> int:

@@ -280,9 +280,9 @@ class WorkerApp(faust.App):
     async def on_stop(self) -> None:
         if self.api is not None:
             await self.api.close()
+        await super().on_stop()  # waits for the streams' batches, which checkpoint
         if self.changelog is not None:
             await self.changelog.stop()
-        await super().on_stop()
 
     def _new_web(self) -> Any:
         return LaneWeb(self)

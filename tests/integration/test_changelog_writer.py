@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.broker import EmbeddedBroker, ensure_topics
 from engine.changelog_writer import (
+    PRODUCE,
     ChangelogWriteError,
     ChangelogWriter,
     _produce_version,
@@ -81,14 +84,26 @@ def test_messages_over_one_batch_go_in_several_and_keep_their_order(
     topic = "cw-batches"
     messages = [bytes([i]) * 3_000 for i in range(10)]
 
-    async def body(writer: ChangelogWriter) -> Any:
-        written = await writer.write({0: messages, 1: [b"small"]})
-        return written, await _read(broker.bootstrap, topic, 0), writer
+    sent: list[int] = []
 
-    # 10 KB a batch: three or four messages each, so four batches one after another
-    written, read, _ = _run(broker, topic, 2, body, batch_bytes=10_000, compress=False)
+    async def body(writer: ChangelogWriter) -> Any:
+        await writer.start()
+        for connection in writer._connections.values():  # count the Produce requests
+            real = connection.send
+
+            def counted(api: int, *rest: Any, real: Any = real) -> Any:
+                sent.append(api)
+                return real(api, *rest)
+
+            connection.send = counted  # type: ignore[method-assign]
+        written = await writer.write({0: messages, 1: [b"small"]})
+        return written, await _read(broker.bootstrap, topic, 0)
+
+    # 10 KB a batch: three messages each (3 x 3,064 bytes), so four batches one after another
+    written, read = _run(broker, topic, 2, body, batch_bytes=10_000, compress=False)
     assert written == {0: 10, 1: 1}
     assert read == list(enumerate(messages))
+    assert sent == [PRODUCE] * 4
 
 
 def test_a_large_batch_is_compressed_and_read_back_as_it_was(broker: EmbeddedBroker) -> None:
@@ -102,12 +117,13 @@ def test_a_large_batch_is_compressed_and_read_back_as_it_was(broker: EmbeddedBro
     assert written == {0: 2}
     assert read == [(0, b"small"), (1, large)]
     writer = ChangelogWriter("127.0.0.1:9", topic)
-    for messages, codec in (([b"small"], 0), ([b"small", large], 4)):  # 4: zstd
-        request = writer._request({0: messages})
+    cases = (([b"small"], 7, 0), ([b"small", large], 7, 4), ([b"small", large], 5, 0))
+    for messages, version, codec in cases:  # 4: zstd, which needs Produce v7
+        request = writer._request({0: messages}, version, 1.0)
         batch = 12 + 2 + len(topic) + 4 + 8  # head, topic, partition count, partition, size
         attributes = struct.unpack_from(">h", request, batch + 21)[0]  # offset, length, epoch,
         assert attributes & 7 == codec  # magic, crc before it
-        assert len(request) < len(large) // 2 or codec == 0
+        assert (len(request) < len(large) // 2) == (codec == 4) or large not in messages
 
 
 def test_a_partition_the_broker_does_not_have_fails_alone(broker: EmbeddedBroker) -> None:
@@ -121,7 +137,7 @@ def test_a_partition_the_broker_does_not_have_fails_alone(broker: EmbeddedBroker
     assert written[0] == 1
     assert isinstance(written[7], ChangelogWriteError)
     assert "cw-missing[7]" in str(written[7])
-    assert "not written in 0.5 s" in str(written[7])
+    assert "not written, 0.5 s passed" in str(written[7])
     assert read == [(0, b"kept")]
 
 
@@ -146,6 +162,72 @@ def test_a_broker_that_went_away_fails_the_write_in_time(tmp_path: Path) -> None
     assert isinstance(after[0], ChangelogWriteError)
     assert "cw-gone[0]" in str(after[0])
     assert 0.9 < seconds < 5.0  # tried again until the timeout, then gave up
+
+
+def test_a_broker_that_stops_answering_fails_the_write_once_its_time_is_up(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP the real broker: the request hangs; the write gives up at its timeout (not
+    at twice it), and once the broker runs again the next write goes through."""
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as own:
+        ensure_topics(own.bootstrap, {"cw-hung": 1})
+        assert own.pid is not None
+
+        async def go() -> Any:
+            writer = ChangelogWriter(own.bootstrap, "cw-hung", timeout=1.0)
+            try:
+                before = await writer.write({0: [b"one"]})
+                os.kill(own.pid, signal.SIGSTOP)
+                try:
+                    loop = asyncio.get_running_loop()
+                    started = loop.time()
+                    hung = await writer.write({0: [b"two"]})
+                    seconds = loop.time() - started
+                finally:
+                    os.kill(own.pid, signal.SIGCONT)
+                after = await writer.write({0: [b"three"]})
+                return before, hung, seconds, after, await _read(own.bootstrap, "cw-hung", 0)
+            finally:
+                await writer.stop()
+
+        before, hung, seconds, after, read = asyncio.run(go())
+    assert before == {0: 1}
+    assert isinstance(hung[0], ChangelogWriteError)
+    assert "not written, 1 s passed" in str(hung[0])
+    assert 0.95 < seconds < 1.6
+    # "two" may or may not have been appended before the broker stopped reading: either
+    # way "three" follows it, at the offset the write answered
+    assert after[0] == len(read)
+    assert [v for _, v in read] in ([b"one", b"three"], [b"one", b"two", b"three"])
+
+
+def test_stopping_the_writer_ends_a_write_under_way_at_once(tmp_path: Path) -> None:
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as own:
+        ensure_topics(own.bootstrap, {"cw-stop": 1})
+        assert own.pid is not None
+
+        async def go() -> Any:
+            writer = ChangelogWriter(own.bootstrap, "cw-stop", timeout=20.0)
+            await writer.write({0: [b"one"]})
+            os.kill(own.pid, signal.SIGSTOP)
+            try:
+                loop = asyncio.get_running_loop()
+                pending = asyncio.ensure_future(writer.write({0: [b"two"]}))
+                await asyncio.sleep(0.3)
+                started = loop.time()
+                await writer.stop()
+                written = await asyncio.wait_for(pending, 5)
+                seconds = loop.time() - started
+            finally:
+                os.kill(own.pid, signal.SIGCONT)
+            with pytest.raises(ChangelogWriteError, match=r"cw-stop: the writer is stopped"):
+                await writer.write({0: [b"three"]})
+            return written, seconds
+
+        written, seconds = asyncio.run(go())
+    assert isinstance(written[0], ChangelogWriteError)
+    assert "not written, the writer stopped" in str(written[0])
+    assert seconds < 1.0
 
 
 def test_the_produce_version_is_the_highest_both_sides_speak() -> None:
