@@ -157,7 +157,7 @@ class Api:
             reply = _error(status, exc.code, str(exc))
         m = self.rt.metrics
         m.http_requests_total.inc(route=route, status=reply.status)
-        m.http_request_seconds.observe(time.perf_counter() - started)
+        m.http_request_seconds.observe(time.perf_counter() - started, route=route)
         return reply
 
     # -- what each route does on the account's own partition ----------------------------

@@ -9,6 +9,7 @@ so scrapes and dashboards see the same text either way.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -69,6 +70,12 @@ class _Metric:
                 raise ValueError(msg)
         self.name, self.help, self.labels = name, help, labels
 
+    def _key(self, given: dict[str, str | int]) -> tuple[str, ...]:
+        if given.keys() != set(self.labels):
+            msg = f"metric {self.name}: labels {sorted(given)} given, {list(self.labels)} expected"
+            raise ValueError(msg)
+        return tuple(str(given[label]) for label in self.labels)
+
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
 
@@ -82,12 +89,6 @@ class _Labelled(_Metric):
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
         super().__init__(name, help, labels)
         self._values: dict[tuple[str, ...], float] = {} if labels else {(): 0.0}
-
-    def _key(self, given: dict[str, str | int]) -> tuple[str, ...]:
-        if given.keys() != set(self.labels):
-            msg = f"metric {self.name}: labels {sorted(given)} given, {list(self.labels)} expected"
-            raise ValueError(msg)
-        return tuple(str(given[label]) for label in self.labels)
 
     def value(self, **labels: str | int) -> float:
         """The current value for one label set (0 if never set)."""
@@ -128,12 +129,14 @@ class Gauge(_Labelled):
 
 class Histogram(_Metric):
     """Observations counted into ``le`` buckets (upper bounds, inclusive), plus
-    ``+Inf``, their sum and their count."""
+    ``+Inf``, their sum and their count; one such series per label set."""
 
     kind = "histogram"
 
-    def __init__(self, name: str, help: str, buckets: Sequence[float]) -> None:
-        super().__init__(name, help)
+    def __init__(
+        self, name: str, help: str, buckets: Sequence[float], labels: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(name, help, labels)
         bounds = [float(b) for b in buckets if not math.isinf(b)]
         ordered = all(a < b for a, b in itertools.pairwise(bounds))
         if not bounds or not ordered or any(math.isnan(b) for b in bounds):
@@ -141,42 +144,77 @@ class Histogram(_Metric):
             raise ValueError(msg)
         self.bounds = np.array(bounds, dtype=np.float64)
         self._bounds_list = [float(b) for b in bounds]
-        # Per-bucket (not cumulative) counts; the last one is (bounds[-1], +Inf].
-        self._counts = np.zeros(len(bounds) + 1, dtype=np.int64)
-        self.sum = 0.0
-        self.count = 0
+        self._series: dict[tuple[str, ...], _Series] = {} if labels else {(): self._new()}
 
-    def observe(self, value: float) -> None:
+    def _new(self) -> _Series:
+        return _Series(np.zeros(len(self._bounds_list) + 1, dtype=np.int64))
+
+    def series(self, **labels: str | int) -> _Series:
+        """One label set's counts (empty if it was never observed)."""
+        return self._series.get(self._key(labels)) or self._new()
+
+    @property
+    def sum(self) -> float:
+        return self.series().sum
+
+    @property
+    def count(self) -> int:
+        return self.series().count
+
+    def observe(self, value: float, **labels: str | int) -> None:
         """One value (per request): no numpy, a few microseconds less than observe_many."""
         if value != value:  # NaN
             msg = f"histogram {self.name}: cannot observe NaN"
             raise ValueError(msg)
-        self._counts[bisect_left(self._bounds_list, value)] += 1
-        self.sum += value
-        self.count += 1
+        key = self._key(labels) if labels or self.labels else ()
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new()
+        series.counts[bisect_left(self._bounds_list, value)] += 1
+        series.sum += value
+        series.count += 1
 
-    def observe_many(self, values: npt.ArrayLike) -> None:
+    def observe_many(self, values: npt.ArrayLike, **labels: str | int) -> None:
         """Observe every value at once, e.g. the latencies of a batch's records."""
         array = np.asarray(values, dtype=np.float64).ravel()
         if np.isnan(array).any():
             msg = f"histogram {self.name}: cannot observe NaN"
             raise ValueError(msg)
+        key = self._key(labels)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new()
         # side="left": a value equal to a bound belongs to that bound's bucket (le).
         index = np.searchsorted(self.bounds, array, side="left")
-        self._counts += np.bincount(index, minlength=len(self._counts))
-        self.sum += float(array.sum())
-        self.count += len(array)
+        series.counts += np.bincount(index, minlength=len(series.counts))
+        series.sum += float(array.sum())
+        series.count += len(array)
 
     def samples(self) -> list[str]:
-        cumulative = np.cumsum(self._counts)
         bounds = [*(_number(b) for b in self.bounds), "+Inf"]
-        lines = [
-            f'{self.name}_bucket{{le="{le}"}} {_number(float(n))}'
-            for le, n in zip(bounds, cumulative, strict=True)
-        ]
-        lines.append(f"{self.name}_sum {_number(self.sum)}")
-        lines.append(f"{self.name}_count {_number(float(self.count))}")
+        lines = []
+        for key, series in sorted(self._series.items()):
+            names, values = self.labels, key
+            cumulative = np.cumsum(series.counts)
+            lines += [
+                f"{self.name}_bucket{_labels((*names, 'le'), (*values, le))} {_number(float(n))}"
+                for le, n in zip(bounds, cumulative, strict=True)
+            ]
+            lines.append(f"{self.name}_sum{_labels(names, values)} {_number(series.sum)}")
+            lines.append(
+                f"{self.name}_count{_labels(names, values)} {_number(float(series.count))}"
+            )
         return lines
+
+
+@dataclasses.dataclass(slots=True)
+class _Series:
+    """One label set's per-bucket (not cumulative) counts (the last one is past the
+    highest bound, up to +Inf), their sum and their count."""
+
+    counts: npt.NDArray[np.int64]
+    sum: float = 0.0
+    count: int = 0
 
 
 M = TypeVar("M", bound=_Metric)
@@ -240,8 +278,9 @@ class WorkerMetrics:
             "http_requests_total", "HTTP requests served.", ("route", "status")
         )
         self.http_request_seconds = histogram(
-            "http_request_seconds", "Seconds to serve an HTTP request.", HTTP_SECONDS_BUCKETS
-        )
+            "http_request_seconds", "Seconds to serve an HTTP request, by route.",
+            HTTP_SECONDS_BUCKETS, ("route",),
+        )  # fmt: skip
 
     def _counter(self, name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
         return self.registry.register(Counter(PREFIX + name, help, labels))
@@ -249,8 +288,10 @@ class WorkerMetrics:
     def _gauge(self, name: str, help: str, labels: tuple[str, ...] = ()) -> Gauge:
         return self.registry.register(Gauge(PREFIX + name, help, labels))
 
-    def _histogram(self, name: str, help: str, buckets: Sequence[float]) -> Histogram:
-        return self.registry.register(Histogram(PREFIX + name, help, buckets))
+    def _histogram(
+        self, name: str, help: str, buckets: Sequence[float], labels: tuple[str, ...] = ()
+    ) -> Histogram:
+        return self.registry.register(Histogram(PREFIX + name, help, buckets, labels))
 
     def render(self) -> str:
         return self.registry.render()

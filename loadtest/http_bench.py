@@ -34,12 +34,13 @@ from loadtest.schedule import run_measured
 
 
 def server_buckets(metrics: str) -> dict[str, float]:
-    """The worker's own view: share of requests it served within each bucket bound (ms)."""
-    counts = {}
+    """The worker's own view: share of requests it served within each bucket bound (ms),
+    all routes together."""
+    counts: dict[str, float] = {}
     for line in metrics.splitlines():
         if line.startswith("ratewire_http_request_seconds_bucket"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
-            counts[bound] = float(line.rsplit(" ", 1)[1])
+            counts[bound] = counts.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
     total = counts.pop("+Inf", 0.0) or 1.0
     return {f"{float(b) * 1000:g}": round(n / total, 4) for b, n in counts.items()}
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.metrics import Counter, Gauge, Histogram, Registry, WorkerMetrics
+from loadtest.http_bench import server_buckets
 
 
 def test_small_registry_renders_exactly() -> None:
@@ -59,6 +60,42 @@ def test_unlabelled_metrics_show_zero_and_labelled_ones_nothing_before_updates()
         "c_sum 0.0\nc_count 0.0\n"
     )
     assert Registry().render() == ""
+
+
+def test_a_labelled_histogram_keeps_one_series_per_label_set() -> None:
+    h = Histogram("h", "H.", [0.001, 0.01], ("route",))
+    assert h.samples() == []  # nothing before the first observation
+    h.observe(0.0005, route="authorize")
+    h.observe(0.005, route="commit")
+    h.observe_many(np.array([0.02, 0.0001]), route="authorize")
+    assert h.samples() == [
+        'h_bucket{route="authorize",le="0.001"} 2.0',
+        'h_bucket{route="authorize",le="0.01"} 2.0',
+        'h_bucket{route="authorize",le="+Inf"} 3.0',
+        'h_sum{route="authorize"} 0.0206',
+        'h_count{route="authorize"} 3.0',
+        'h_bucket{route="commit",le="0.001"} 0.0',
+        'h_bucket{route="commit",le="0.01"} 1.0',
+        'h_bucket{route="commit",le="+Inf"} 1.0',
+        'h_sum{route="commit"} 0.005',
+        'h_count{route="commit"} 1.0',
+    ]
+    assert h.series(route="commit").count == 1
+    assert h.series(route="release").count == 0
+    with pytest.raises(ValueError, match=r"labels \[\] given, \['route'\] expected"):
+        h.observe(0.1)
+    with pytest.raises(ValueError, match=r"labels \['path'\] given"):
+        h.observe(0.1, path="/x")
+
+
+def test_http_bench_adds_up_the_routes_buckets() -> None:
+    h = WorkerMetrics().http_request_seconds
+    for seconds, route in ((0.0004, "authorize"), (0.004, "authorize"), (0.02, "commit")):
+        h.observe(seconds, route=route)
+    shares = server_buckets("\n".join(h.samples()))
+    assert shares["0.5"] == round(1 / 3, 4)
+    assert shares["5"] == round(2 / 3, 4)
+    assert shares["25"] == 1.0
 
 
 def test_observe_many_equals_observe_one_by_one() -> None:
@@ -129,6 +166,7 @@ def test_worker_metrics() -> None:
     metrics.batch_records.observe_many(np.array([10.0, 250.0]))
     metrics.consumer_lag.set(42, topic="usage", partition=0)
     metrics.http_requests_total.inc(route="/metrics", status=200)
+    metrics.http_request_seconds.observe(0.002, route="authorize")
     text = metrics.render()
     for line in (
         "ratewire_records_in_total 10.0",
@@ -141,7 +179,9 @@ def test_worker_metrics() -> None:
         'ratewire_consumer_lag{topic="usage",partition="0"} 42.0',
         'ratewire_http_requests_total{route="/metrics",status="200"} 1.0',
         'ratewire_batch_seconds_bucket{le="+Inf"} 0.0',
-        "ratewire_http_request_seconds_count 0.0",
+        'ratewire_http_request_seconds_bucket{route="authorize",le="0.001"} 0.0',
+        'ratewire_http_request_seconds_bucket{route="authorize",le="0.0025"} 1.0',
+        'ratewire_http_request_seconds_count{route="authorize"} 1.0',
         "ratewire_stream_buffer_full_total 0.0",
     ):
         assert line in text.splitlines()
