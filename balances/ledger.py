@@ -24,7 +24,6 @@ the same write (``extra``), so input and state always agree.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,11 +37,11 @@ from balances import kernels as bk
 from balances.debit import Debitor, DebitResult, Journal
 from balances.exceptions import BalanceError, OperationConflictError, StoreError
 from balances.model import MAIN, Account, Balance, Mode
+from balances.remembered import RememberedIds
 from balances.state import MODE_CODES, BalanceState
 from balances.store import RocksStore, Store, WriteBatch
 from balances.units import UnitCatalog, load_units
 from engine.columns import I64, Columns, StrColumn
-from engine.keytable import KeyTable
 from tariffs.rating import RatedBatch
 
 CHUNK = 1 << 16
@@ -171,13 +170,11 @@ class Ledger:
         self.store = store
         self.state = BalanceState(units)
         self.remember = remember
-        self._seen = [KeyTable(), KeyTable()]  # current, previous generation
         self._pending = WriteBatch()
         self._dirty: list[np.ndarray[Any, np.dtype[np.int64]]] = []  # rows changed since checkpoint
         self._delta_rows = 0  # rows in dlt/ values since the last snapshot
         self._snapshot_rows = 0
-        self._id_chunks: deque[tuple[bytes, int]] = deque()  # ids/ keys and counts, oldest first
-        self._ids_kept = 0  # their counts' sum: one chunk per debit, so never summed again
+        self._seen = RememberedIds(remember)  # the cdr_ids applied, as ids/<seq> values
         self._seq = 0
         try:
             self._load()
@@ -205,9 +202,7 @@ class Ledger:
             amounts[pairs[0]] = pairs[1]
             self._delta_rows += pairs.shape[1]
         for key, raw in self.store.scan(b"ids/"):
-            ids = msgspec.msgpack.decode(raw, type=StrPack).column()
-            self._keep_chunk(key, len(ids))
-            self._remember(ids)
+            self._seen.load(key, msgspec.msgpack.decode(raw, type=StrPack).column())
 
     def _replay(self, event: _Log) -> None:
         state = self.state
@@ -222,17 +217,6 @@ class Ledger:
         self._seq += 1
         self._pending.put(_key(b"log/", self._seq), _ENC.encode(event))
 
-    # -- remembered ids ----------------------------------------------------------------
-    def _keep_chunk(self, key: bytes, count: int) -> None:
-        self._id_chunks.append((key, count))
-        self._ids_kept += count
-
-    def _remember(self, ids: StrColumn) -> None:
-        current = self._seen[0]
-        current.lookup(ids, insert=True)
-        if len(current) >= self.remember:
-            self._seen = [KeyTable(), current]
-
     # -- usage -------------------------------------------------------------------------
     def debit(self, debitor: Debitor, columns: Columns, rated: RatedBatch) -> DebitResult:
         """Apply a rated batch once: records seen before (same ``cdr_id``) change nothing.
@@ -242,16 +226,7 @@ class Ledger:
         account = self.state.account_rows(columns.account)
         candidates = np.flatnonzero((rated.error == 0) & (account >= 0))
         repeat = np.zeros(len(columns), dtype=np.bool_)
-        previous, current = self._seen[1], self._seen[0]
-        if len(previous):
-            repeat[candidates] = previous.lookup(columns.cdr_id, rows=candidates)[candidates] >= 0
-        # one pass both checks and remembers: an id new to the table gets an item number
-        # from ``before`` up, and only its first row in the batch is not a repeat
-        before = len(current)
-        items = current.lookup(columns.cdr_id, rows=candidates, insert=True)[candidates]
-        first = np.zeros(len(candidates), dtype=np.bool_)
-        first[np.unique(items, return_index=True)[1]] = True
-        repeat[candidates] |= ~((items >= before) & first)
+        repeat[candidates] = ~self._seen.fresh(columns.cdr_id, candidates)
         skip = np.where(repeat, bk.FLAG_DUPLICATE, 0).astype(np.int64)
         result = debitor.debit(columns, rated, skip, account=account)
         applied = np.flatnonzero(result.flags & ~bk.FLAG_INSUFFICIENT_CREDIT == 0)
@@ -259,12 +234,10 @@ class Ledger:
             ids = columns.cdr_id  # the usual case: no copy
         else:
             ids = columns.cdr_id.take(applied) if len(applied) else StrColumn.from_strings([])
-        if len(current) >= self.remember:
-            self._seen = [KeyTable(), current]
         self._seq += 1
         key = _key(b"ids/", self._seq)
         self._pending.put(key, _ENC.encode(StrPack.of(ids)))
-        self._keep_chunk(key, len(ids))
+        self._seen.kept(key, len(ids))
         self._journal(result.journal, columns.cdr_id, columns.start_us)
         return result
 
@@ -600,12 +573,7 @@ class Ledger:
         self._persist_amounts(batch)
         for key, value in (extra or {}).items():
             batch.put(key, value)
-        # forget id chunks older than both remembered generations
-        chunks = self._id_chunks
-        while chunks and self._ids_kept - chunks[0][1] >= 2 * self.remember:
-            old, count = chunks.popleft()
-            batch.delete(old)
-            self._ids_kept -= count
+        self._seen.forget(batch)  # id values older than both remembered generations
         if len(batch):  # a checkpoint that writes something gets a sequence number of its own
             self._seq += 1
         batch.put(b"meta", _ENC.encode({"seq": self._seq, "at": datetime.now(UTC).isoformat()}))
