@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import signal
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,21 @@ async def _read(bootstrap: str, topic: str, partition: int) -> list[tuple[int, b
     finally:
         await consumer.stop()
     return got
+
+
+def _pause(pid: int) -> None:
+    """SIGSTOP the broker and wait until every thread of it has stopped: the signal is
+    delivered asynchronously, and a thread still running could answer a request sent now."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        states = [(Path(task) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for task in glob.glob(f"/proc/{pid}/task/*")]  # fmt: skip
+        if states and all(state == "T" for state in states):
+            return
+        time.sleep(0.005)
+    msg = f"broker {pid} did not stop within 5 s"
+    raise AssertionError(msg)
 
 
 def _run(broker: EmbeddedBroker, topic: str, partitions: int,
@@ -177,7 +194,7 @@ def test_a_broker_that_stops_answering_fails_the_write_once_its_time_is_up(
             writer = ChangelogWriter(own.bootstrap, "cw-hung", timeout=1.0)
             try:
                 before = await writer.write({0: [b"one"]})
-                os.kill(own.pid, signal.SIGSTOP)
+                _pause(own.pid)
                 try:
                     loop = asyncio.get_running_loop()
                     started = loop.time()
@@ -209,7 +226,7 @@ def test_stopping_the_writer_ends_a_write_under_way_at_once(tmp_path: Path) -> N
         async def go() -> Any:
             writer = ChangelogWriter(own.bootstrap, "cw-stop", timeout=20.0)
             await writer.write({0: [b"one"]})
-            os.kill(own.pid, signal.SIGSTOP)
+            _pause(own.pid)
             try:
                 loop = asyncio.get_running_loop()
                 pending = asyncio.ensure_future(writer.write({0: [b"two"]}))
