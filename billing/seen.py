@@ -32,7 +32,6 @@ class SeenIds:
 
     def __init__(self, remember: int) -> None:
         self._ids = RememberedIds(remember)
-        self.remember = remember
         self.seq = 0  # the last chunk value's number
 
     @classmethod

@@ -149,6 +149,14 @@ class Histogram(_Metric):
     def _new(self) -> _Series:
         return _Series(np.zeros(len(self._bounds_list) + 1, dtype=np.int64))
 
+    def _at(self, labels: dict[str, str | int]) -> _Series:
+        """The series of ``labels``, started if it is new."""
+        key = self._key(labels) if labels or self.labels else ()
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new()
+        return series
+
     def series(self, **labels: str | int) -> _Series:
         """One label set's counts (empty if it was never observed)."""
         return self._series.get(self._key(labels)) or self._new()
@@ -166,10 +174,7 @@ class Histogram(_Metric):
         if value != value:  # NaN
             msg = f"histogram {self.name}: cannot observe NaN"
             raise ValueError(msg)
-        key = self._key(labels) if labels or self.labels else ()
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = self._new()
+        series = self._at(labels)
         series.counts[bisect_left(self._bounds_list, value)] += 1
         series.sum += value
         series.count += 1
@@ -180,10 +185,7 @@ class Histogram(_Metric):
         if np.isnan(array).any():
             msg = f"histogram {self.name}: cannot observe NaN"
             raise ValueError(msg)
-        key = self._key(labels)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = self._new()
+        series = self._at(labels)
         # side="left": a value equal to a bound belongs to that bound's bucket (le).
         index = np.searchsorted(self.bounds, array, side="left")
         series.counts += np.bincount(index, minlength=len(series.counts))
