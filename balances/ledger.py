@@ -169,7 +169,6 @@ class Ledger:
     def __init__(self, store: Store, units: UnitCatalog, *, remember: int = 5_000_000) -> None:
         self.store = store
         self.state = BalanceState(units)
-        self.remember = remember
         self._pending = WriteBatch()
         self._dirty: list[np.ndarray[Any, np.dtype[np.int64]]] = []  # rows changed since checkpoint
         self._delta_rows = 0  # rows in dlt/ values since the last snapshot

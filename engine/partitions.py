@@ -113,6 +113,11 @@ class Partitions:
         All parts' messages go in one changelog write.
         """
         errors: list[Exception | None] = [None] * len(parts)
+
+        def failed(i: int, exc: Exception) -> None:
+            self.drop(parts[i].number)
+            errors[i] = exc
+
         staged = {}
         for i, part in enumerate(parts):
             try:
@@ -120,8 +125,7 @@ class Partitions:
                 messages = encode_changes(batch, self._shipped[part.number], part.ledger.seq,
                                           self.config.changelog_message_bytes)  # fmt: skip
             except Exception as exc:
-                self.drop(part.number)
-                errors[i] = exc
+                failed(i, exc)
                 continue
             staged[i] = (batch, messages)
         try:
@@ -141,8 +145,7 @@ class Partitions:
                 batch.put(NEXT_KEY, b"%d" % offset)
                 part.commit(batch)
             except Exception as exc:
-                self.drop(part.number)
-                errors[i] = exc
+                failed(i, exc)
                 continue
             self._shipped[part.number] = part.ledger.seq
         return errors
