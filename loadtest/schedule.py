@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from loadtest.precise_sleep import sleeper
+
 F64 = npt.NDArray[np.float64]
 T = TypeVar("T")
 YIELD_EVERY = 256  # items sent back to back (catching up) before letting other tasks run
@@ -129,7 +131,9 @@ class OpenLoop:
     ``producer.send`` or ``asyncio.create_task``); when it blocks, the sender
     falls behind and catches up by sending the late items back to back, each
     still measured from its own due time. ``clock`` and ``sleep`` are
-    replaceable for tests.
+    replaceable for tests; by default the waits end on time to the tens of
+    microseconds (:mod:`loadtest.precise_sleep`), not to the event loop's
+    millisecond.
     """
 
     def __init__(
@@ -138,7 +142,7 @@ class OpenLoop:
         send: Callable[[int], Awaitable[Any] | None],
         *,
         clock: Callable[[], float] = time.perf_counter,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
     ) -> None:
         self.offsets = np.asarray(offsets, dtype=np.float64)
         self.send = send
@@ -166,16 +170,27 @@ class OpenLoop:
         due = began + self.offsets
         self.log = log = SendLog(began, due, np.full(len(due), np.nan))
         self._next = 0
-        streak = 0
+        if self.sleep is not None:
+            await self._send(log, self.sleep)
+        else:
+            sleep, close = sleeper(asyncio.get_running_loop())
+            try:
+                await self._send(log, sleep)
+            finally:
+                close()
+        return log
+
+    async def _send(self, log: SendLog, sleep: Callable[[float], Awaitable[Any]]) -> None:
+        due, streak = log.due, 0
         for i in range(len(due)):
             if self._stopped:
                 break
             wait = due[i] - self.clock()
             if wait > 0:
-                await self.sleep(wait)
+                await sleep(wait)
                 streak = 0
             elif streak >= YIELD_EVERY:  # behind: catch up, but let replies be read
-                await self.sleep(0)
+                await sleep(0)
                 streak = 0
             log.sent[i] = self.clock()
             pending = self.send(i)
@@ -183,7 +198,6 @@ class OpenLoop:
                 await pending
             streak += 1
             self._next = i + 1
-        return log
 
 
 @contextlib.contextmanager
