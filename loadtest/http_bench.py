@@ -63,6 +63,7 @@ def summary(r: Report, server: dict[str, float]) -> dict[str, Any]:
         "rps": round(r.counts["sent"] / sending), "statuses": dict(statuses),
         "latency_ms": {k: round(latency[k], 2) for k in ("p50", "p90", "p99", "p99.9", "max")},
         "server_share_within_ms": server,
+        "sender_behind_ms": r.behind_ms,  # the load's own lateness, counted in the latency
     }  # fmt: skip
 
 

@@ -293,7 +293,7 @@ async def run(
         st = _State(load, client, sessions, time.perf_counter() + 0.5)
         offsets = plan(np.ones(load.requests), load.rps)
         draw = np.random.default_rng(load.seed).random((load.requests, 3)).tolist()
-        sender = OpenLoop(offsets, partial_step(st, offsets, draw))
+        sender = OpenLoop(offsets, partial_step(st, offsets, draw), precise=True)
         cpu_before = cluster.cpu() if cluster else {}
         live.say(
             f"{load.requests:,} requests at {load.rps:,.0f}/s: {load.sessions} sessions on"
