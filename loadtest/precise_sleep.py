@@ -24,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+Sleep = Callable[[float], Awaitable[Any]]
+
 _CLOCK_MONOTONIC = 1
 _TFD_TIMER_ABSTIME = 1
 
@@ -113,9 +115,6 @@ class PreciseSleep:
         self._loop.remove_reader(self._fd)
         os.close(self._fd)
         self._fd = -1
-
-
-Sleep = Callable[[float], Awaitable[Any]]
 
 
 def sleeper(loop: asyncio.AbstractEventLoop) -> tuple[Sleep, Callable[[], None]]:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from loadtest.precise_sleep import sleeper
+from loadtest.precise_sleep import Sleep, sleeper
 
 F64 = npt.NDArray[np.float64]
 T = TypeVar("T")
@@ -144,7 +144,7 @@ class OpenLoop:
         send: Callable[[int], Awaitable[Any] | None],
         *,
         clock: Callable[[], float] = time.perf_counter,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
         precise: bool = False,
     ) -> None:
         self.offsets = np.asarray(offsets, dtype=np.float64)
@@ -183,7 +183,7 @@ class OpenLoop:
                 close()
         return log
 
-    async def _send(self, log: SendLog, sleep: Callable[[float], Awaitable[Any]]) -> None:
+    async def _send(self, log: SendLog, sleep: Sleep) -> None:
         due, streak = log.due, 0
         for i in range(len(due)):
             if self._stopped:
