@@ -41,6 +41,7 @@ from billing.search import STATUSES, Filters, as_row, money
 from billing.storage import open_store
 from engine import cli_billing_consume
 from engine.cli_accounts import check_id
+from engine.cli_common import whole_number
 from engine.exceptions import RatewireError, UsageInputError
 
 SEARCH_LIMIT = 100
@@ -138,17 +139,6 @@ def _selection(invoices: InvoiceStore, args: argparse.Namespace) -> list[str]:
         )
         raise UnknownInvoiceError(msg)
     return ids
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a whole number of at least 1, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -315,7 +305,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--catalog", type=Path, help="product catalog (default: the sample)")
     run.add_argument("--balances", type=Path, help="balances state folder: prepaid renewals")
     run.add_argument(
-        "--processes", type=_count, default=os.cpu_count() or 1,
+        "--processes", type=whole_number, default=os.cpu_count() or 1,
         help="draft large runs in this many processes (default: one per core)",
     )  # fmt: skip
     renew = actions.add_parser("renew", help="ask the workers to renew prepaid fees and grant "

@@ -16,3 +16,15 @@ def tariff_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--currency", help="currency of an imported CGRateS plan (default EUR)")
     parser.add_argument("--timezone", help="time zone of an imported CGRateS plan (default UTC)")
+
+
+def whole_number(text: str) -> int:
+    """An argument that counts something: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.cli_common import tariff_args
+from engine.cli_common import tariff_args, whole_number
 from engine.topics import DEFAULT_PARTITIONS
 
 MIN_CHANGELOG_BYTES = 4096  # a message must hold a key, a piece of a value and the framing
@@ -50,7 +50,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--batch-ms", type=float, default=20.0, help="wait this long to fill a batch")
     p.add_argument(
         "--remember",
-        type=_remember,
+        type=whole_number,
         default=2_000_000,
         help="cdr_ids remembered per partition (x2 generations) to catch resends",
     )
@@ -81,14 +81,6 @@ def add_parser(commands: Any) -> None:
         " join waits about half of it)",
     )
     p.add_argument("--log-level", default="info")  # fmt: skip
-
-
-def _remember(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        msg = f"{value} ids: remember at least 1"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _changelog_bytes(text: str) -> int:
