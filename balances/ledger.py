@@ -41,7 +41,7 @@ from balances.remembered import RememberedIds
 from balances.state import MODE_CODES, BalanceState
 from balances.store import RocksStore, Store, WriteBatch
 from balances.units import UnitCatalog, load_units
-from engine.columns import I64, Columns, StrColumn
+from engine.columns import I64, Columns, StrColumn, StrPack
 from tariffs.rating import RatedBatch
 
 CHUNK = 1 << 16
@@ -83,21 +83,6 @@ class _ModeChanged(_Log, tag="mode"):
 
 _LOG = msgspec.msgpack.Decoder(_AccountsCreated | _BalanceAdded | _ModeChanged)
 _ENC = msgspec.msgpack.Encoder()
-
-
-class StrPack(msgspec.Struct, array_like=True, frozen=True):
-    """A string column as stored: UTF-8 bytes back to back and int64 offsets."""
-
-    data: bytes
-    offsets: bytes
-
-    @classmethod
-    def of(cls, column: StrColumn) -> StrPack:
-        return cls(column.data.tobytes(), column.offsets.astype("<i8").tobytes())
-
-    def column(self) -> StrColumn:
-        data = np.frombuffer(self.data, dtype=np.uint8)
-        return StrColumn(data, np.frombuffer(self.offsets, dtype="<i8").astype(np.int64))
 
 
 class JournalChunk(msgspec.Struct, array_like=True, frozen=True):
@@ -201,7 +186,7 @@ class Ledger:
             amounts[pairs[0]] = pairs[1]
             self._delta_rows += pairs.shape[1]
         for key, raw in self.store.scan(b"ids/"):
-            self._seen.load(key, msgspec.msgpack.decode(raw, type=StrPack).column())
+            self._seen.load(key, raw)
 
     def _replay(self, event: _Log) -> None:
         state = self.state
@@ -235,8 +220,7 @@ class Ledger:
             ids = columns.cdr_id.take(applied) if len(applied) else StrColumn.from_strings([])
         self._seq += 1
         key = _key(b"ids/", self._seq)
-        self._pending.put(key, _ENC.encode(StrPack.of(ids)))
-        self._seen.kept(key, len(ids))
+        self._seen.write(self._pending, key, ids)
         self._journal(result.journal, columns.cdr_id, columns.start_us)
         return result
 

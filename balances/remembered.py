@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections import deque
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from balances.store import WriteBatch
-from engine.columns import StrColumn
+from engine.columns import StrColumn, StrPack
 from engine.keytable import KeyTable
+
+_DECODE = msgspec.msgpack.Decoder(StrPack)
+_ENCODE = msgspec.msgpack.Encoder()
 
 
 class RememberedIds:
@@ -44,9 +48,10 @@ class RememberedIds:
         """Store values that hold remembered ids."""
         return len(self._chunks)
 
-    def load(self, key: bytes, ids: StrColumn) -> None:
-        """One stored value's ids, in the order the values were written."""
-        self.kept(key, len(ids))
+    def load(self, key: bytes, value: bytes) -> None:
+        """One stored value (as :meth:`write` wrote it), in the order they were written."""
+        ids = _DECODE.decode(value).column()
+        self._kept_as(key, len(ids))
         self._tables[0].lookup(ids, insert=True)
         self._roll()
 
@@ -56,7 +61,7 @@ class RememberedIds:
         """For each of ``rows`` (all by default): whether its id is new, that is not
         remembered and its first occurrence among them. Remembers them all.
 
-        Write the fresh ids that were applied as one value and call :meth:`kept`.
+        Then :meth:`write` the fresh ids that were applied, as one value.
         """
         todo = np.arange(len(ids)) if rows is None else rows
         if not len(todo):
@@ -76,10 +81,10 @@ class RememberedIds:
         fresh: npt.NDArray[np.bool_] = ~repeat
         return fresh
 
-    def kept(self, key: bytes, count: int) -> None:
-        """``count`` ids were written as the value under ``key``."""
-        self._chunks.append((key, count))
-        self._kept += count
+    def write(self, batch: WriteBatch, key: bytes, ids: StrColumn) -> None:
+        """Put ``ids`` in ``batch`` as the value under ``key`` (the write that applies them)."""
+        batch.put(key, _ENCODE.encode(StrPack.of(ids)))
+        self._kept_as(key, len(ids))
 
     def forget(self, batch: WriteBatch) -> None:
         """Delete, in ``batch``, the values older than both generations."""
@@ -88,6 +93,10 @@ class RememberedIds:
             old, count = chunks.popleft()
             batch.delete(old)
             self._kept -= count
+
+    def _kept_as(self, key: bytes, count: int) -> None:
+        self._chunks.append((key, count))
+        self._kept += count
 
     def _roll(self) -> None:
         if len(self._tables[0]) >= self.remember:

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from balances.ledger import StrPack
 from balances.remembered import RememberedIds
 from balances.store import Store, WriteBatch
 from engine.columns import StrColumn
 
 CHUNK = b"seen/c/"
 SEQ = b"seen/seq"
-
-_PACK = msgspec.msgpack.Decoder(StrPack)
-_ENC = msgspec.msgpack.Encoder()
 
 
 class SeenIds:
@@ -40,7 +35,7 @@ class SeenIds:
         raw = store.get(SEQ)
         seen.seq = int(raw) if raw else 0
         for key, value in store.scan(CHUNK):
-            seen._ids.load(key, _PACK.decode(value).column())
+            seen._ids.load(key, value)
         return seen
 
     def __len__(self) -> int:
@@ -63,9 +58,8 @@ class SeenIds:
             return
         self.seq += 1
         key = CHUNK + b"%016d" % self.seq
-        batch.put(key, _ENC.encode(StrPack.of(ids)))
+        self._ids.write(batch, key, ids)
         batch.put(SEQ, b"%d" % self.seq)
-        self._ids.kept(key, len(ids))
         self._ids.forget(batch)
 
     def stats(self) -> dict[str, Any]:

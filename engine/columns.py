@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from itertools import accumulate, pairwise
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -69,6 +70,21 @@ class StrColumn:
         """The values at ``index``, in that order (numpy only, no Python string per value)."""
         starts = self.offsets[index]
         return gather(self.data, starts, self.offsets[np.asarray(index) + 1] - starts)
+
+
+class StrPack(msgspec.Struct, array_like=True, frozen=True):
+    """A string column as stored: UTF-8 bytes back to back and int64 offsets."""
+
+    data: bytes
+    offsets: bytes
+
+    @classmethod
+    def of(cls, column: StrColumn) -> StrPack:
+        return cls(column.data.tobytes(), column.offsets.astype("<i8").tobytes())
+
+    def column(self) -> StrColumn:
+        data = np.frombuffer(self.data, dtype=np.uint8)
+        return StrColumn(data, np.frombuffer(self.offsets, dtype="<i8").astype(np.int64))
 
 
 def concat_strings(parts: Sequence[StrColumn]) -> StrColumn:

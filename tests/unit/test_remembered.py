@@ -34,7 +34,7 @@ def test_the_window_is_two_generations_and_older_values_are_deleted() -> None:
     batch = WriteBatch()
     for n, chunk in enumerate((("a", "b"), ("c", "d"), ("e", "f"))):
         assert seen.fresh(_ids(*chunk)).all()
-        seen.kept(b"ids/%d" % n, len(chunk))
+        seen.write(batch, b"ids/%d" % n, _ids(*chunk))
         seen.forget(batch)
     # each full generation of 2 rolled over: in memory now, an empty one and [e, f];
     # the values of the last 2 x 2 ids stay, the first is deleted
@@ -44,9 +44,14 @@ def test_the_window_is_two_generations_and_older_values_are_deleted() -> None:
 
 
 def test_loading_the_values_in_order_remembers_what_they_hold() -> None:
+    written = WriteBatch()
+    first = RememberedIds(remember=10)
+    first.write(written, b"ids/1", _ids("a", "b"))
+    first.write(written, b"ids/2", _ids("c"))
     seen = RememberedIds(remember=10)
-    seen.load(b"ids/1", _ids("a", "b"))
-    seen.load(b"ids/2", _ids("c"))
+    for key, value in written.operations():
+        assert value is not None
+        seen.load(key, value)
     assert seen.fresh(_ids("b", "c", "d")).tolist() == [False, False, True]
     assert seen.values == 2
 
